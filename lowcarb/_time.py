@@ -1,0 +1,104 @@
+"""Datetime rules shared by every entry point.
+
+The policy, applied consistently:
+
+* Python ``datetime`` objects must be timezone-aware; naive ones are rejected with
+  :class:`~lowcarb.exceptions.InvalidInputError`.
+* Text (CLI flags, config values, file columns named ``*_utc`` or the data portal's
+  ``Datetime (UTC)``) without an offset is read as UTC, because those inputs are UTC by
+  definition. Text with an offset is converted to UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = ["ensure_utc", "floor_time", "format_duration", "parse_duration", "parse_time"]
+
+
+def ensure_utc(value: datetime | pd.Timestamp, name: str = "time") -> datetime:
+    """Return ``value`` converted to UTC, rejecting naive datetimes.
+
+    Args:
+        value: A timezone-aware datetime or pandas Timestamp.
+        name: The argument's name, used in the error message.
+
+    Raises:
+        InvalidInputError: If ``value`` is naive or not a datetime.
+    """
+    if isinstance(value, pd.Timestamp):
+        value = value.to_pydatetime()
+    if not isinstance(value, datetime):
+        raise InvalidInputError(f"{name} must be a datetime, got {type(value).__name__}")
+    if value.tzinfo is None or value.tzinfo.utcoffset(value) is None:
+        raise InvalidInputError(
+            f"{name}={value.isoformat()} is a naive datetime; pass a timezone-aware one, "
+            "e.g. datetime(2024, 1, 1, tzinfo=timezone.utc)"
+        )
+    return value.astimezone(UTC)
+
+
+def parse_time(text: str, name: str = "time") -> datetime:
+    """Parse ISO 8601 text into an aware UTC datetime; text without an offset is UTC.
+
+    Args:
+        text: e.g. ``2024-06-01``, ``2024-06-01T12:00``, ``2024-06-01T12:00:00+02:00``
+            or ``2024-06-01T10:00Z``.
+        name: The argument's name, used in the error message.
+
+    Raises:
+        InvalidInputError: If the text is not an ISO 8601 date or datetime.
+    """
+    try:
+        parsed = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise InvalidInputError(
+            f"{name}={text!r} is not an ISO 8601 date or time; use e.g. 2024-06-01T12:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def parse_duration(text: str, name: str = "duration") -> timedelta:
+    """Parse a duration such as ``90m``, ``24h``, ``2d`` or ``30s`` (or a pandas offset).
+
+    Raises:
+        InvalidInputError: If the text is not a positive duration.
+    """
+    try:
+        delta = pd.Timedelta(text.strip()).to_pytimedelta()
+    except ValueError:
+        raise InvalidInputError(
+            f"{name}={text!r} is not a duration; use e.g. 15min, 1h, 2d"
+        ) from None
+    if delta <= timedelta(0):
+        raise InvalidInputError(f"{name}={text!r} must be positive")
+    return delta
+
+
+def floor_time(when: datetime, resolution: timedelta) -> datetime:
+    """Return the start of the ``resolution``-long interval that contains ``when``.
+
+    Intervals are aligned to the Unix epoch, so hourly slots start on the hour.
+    """
+    when = ensure_utc(when, "when")
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    steps = (when - epoch) // resolution
+    return epoch + steps * resolution
+
+
+def format_duration(delta: timedelta) -> str:
+    """Format a duration for people: ``90 min``, ``36 h``, ``14 d``."""
+    seconds = delta.total_seconds()
+    if seconds % 86400 == 0:
+        return f"{seconds / 86400:g} d"
+    if seconds % 3600 == 0:
+        return f"{seconds / 3600:g} h"
+    if seconds % 60 == 0:
+        return f"{seconds / 60:g} min"
+    return f"{seconds:g} s"
