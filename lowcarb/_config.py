@@ -1,0 +1,545 @@
+"""Configuration: which provider (and fallbacks) to use, and each provider's options.
+
+Precedence, lowest to highest: built-in defaults < project file (``lowcarb.toml``, or
+``[tool.lowcarb]`` in ``pyproject.toml``) < ``LOWCARB_*`` environment variables < explicit
+overrides (CLI flags, keyword arguments). Credentials never come from the project file:
+only from environment variables, or from a file named by ``<VAR>_FILE``.
+
+A project file looks like::
+
+    provider = "file"
+    fallback = ["default"]
+
+    [providers.file]
+    path = "data/intensity.csv"
+    basis = "lifecycle"
+
+Environment variables: ``LOWCARB_PROVIDER``, ``LOWCARB_FALLBACK`` (comma-separated),
+``LOWCARB_CONFIG`` (path of the project file), and ``LOWCARB_<PROVIDER>_<OPTION>`` for a
+provider option, e.g. ``LOWCARB_FILE_PATH`` (a ``-`` in a provider name becomes ``_``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from lowcarb._clock import Clock
+from lowcarb._provider import CarbonProvider, Credential
+from lowcarb._registry import available_providers, get_provider_class
+from lowcarb.exceptions import ConfigurationError, MissingCredentialError
+
+__all__ = ["Settings", "load_settings", "open_provider"]
+
+_TOP_LEVEL = ("provider", "fallback", "providers")
+# Variables that configure the CLI or the tests rather than the settings.
+_RESERVED_ENV = ("LOWCARB_CONFIG", "LOWCARB_NOW", "LOWCARB_DEBUG")
+_RESERVED_ENV_PREFIXES = ("LOWCARB_TEST_",)
+# Option names that look like secrets and so are refused in project files.
+_SECRET_WORDS = ("token", "password", "secret", "api_key", "apikey", "key")
+
+_DEFAULT_SOURCE = "default"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated configuration. Build it with :func:`load_settings`.
+
+    Attributes:
+        provider: Registry name of the primary provider.
+        fallback: Providers tried in order when the primary fails.
+        options: Per provider, its validated ``Options`` instance.
+        sources: Where each setting came from, keyed like ``provider`` or
+            ``providers.file.path``.
+        config_file: The project file that was read, if any.
+    """
+
+    provider: str = "default"
+    fallback: tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    sources: Mapping[str, str] = field(default_factory=dict)
+    config_file: Path | None = None
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def chain(self) -> tuple[str, ...]:
+        """The primary provider followed by its fallbacks, without repeats."""
+        return tuple(dict.fromkeys((self.provider, *self.fallback)))
+
+    def provider_options(self, name: str) -> Any:
+        """The validated options of provider ``name`` (defaults when not configured)."""
+        key = name.lower()
+        if key in self.options:
+            return self.options[key]
+        return _build_options(key, {}, {})
+
+    def credential_status(self, name: str) -> dict[str, str]:
+        """For each credential of ``name``: the variable that provides it, or ``missing``."""
+        cls = get_provider_class(name)
+        status = {}
+        for cred in cls.credentials:
+            found = _credential_source(cred, self.environ)
+            status[cred.key] = f"set ({found})" if found else f"missing (set {cred.env})"
+        return status
+
+    def open_provider(
+        self, name: str | None = None, *, clock: Clock | None = None
+    ) -> CarbonProvider:
+        """Instantiate a provider, or the whole fallback chain when ``name`` is None.
+
+        Raises:
+            MissingCredentialError: If a required credential is not set.
+        """
+        if name is not None:
+            return self._open_one(name, clock)
+        members = [self._open_one(n, clock) for n in self.chain]
+        if len(members) == 1:
+            return members[0]
+        from lowcarb._fallback import FallbackProvider
+
+        return FallbackProvider(members, clock=clock)
+
+    def _open_one(self, name: str, clock: Clock | None) -> CarbonProvider:
+        cls = get_provider_class(name)
+        secrets = _read_credentials(name, cls.credentials, self.environ)
+        return cls.from_options(self.provider_options(name), secrets=secrets, clock=clock)
+
+    def display(self) -> list[dict[str, str]]:
+        """Rows ``{"key", "value", "source"}`` for ``lowcarb config show``; secrets redacted."""
+        rows = [
+            {
+                "key": "provider",
+                "value": self.provider,
+                "source": self.sources.get("provider", _DEFAULT_SOURCE),
+            },
+            {
+                "key": "fallback",
+                "value": ", ".join(self.fallback) or "(none)",
+                "source": self.sources.get("fallback", _DEFAULT_SOURCE),
+            },
+        ]
+        for name in self.chain:
+            options = self.provider_options(name)
+            if dataclasses.is_dataclass(options):
+                for f in dataclasses.fields(options):
+                    key = f"providers.{name}.{f.name}"
+                    rows.append(
+                        {
+                            "key": key,
+                            "value": _show(getattr(options, f.name)),
+                            "source": self.sources.get(key, _DEFAULT_SOURCE),
+                        }
+                    )
+            for cred_key, status in self.credential_status(name).items():
+                rows.append(
+                    {
+                        "key": f"providers.{name}.{cred_key}",
+                        "value": "<redacted>" if status.startswith("set") else "",
+                        "source": status,
+                    }
+                )
+        return rows
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "(unset)"
+    if isinstance(value, tuple):
+        return ", ".join(map(str, value))
+    return str(value)
+
+
+# -- loading ------------------------------------------------------------------------------
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: str | Path | None = None,
+) -> Settings:
+    """Load and validate settings from defaults, project file, environment and overrides.
+
+    Args:
+        overrides: Highest-precedence values, shaped like the project file, e.g.
+            ``{"provider": "file", "providers": {"file": {"path": "x.csv"}}}``.
+        config_file: Read this file instead of searching for one (also ``LOWCARB_CONFIG``).
+        environ: The environment to read; defaults to ``os.environ``.
+        cwd: Where to search for ``lowcarb.toml`` / ``pyproject.toml`` (and its parents).
+
+    Raises:
+        ConfigurationError: Naming the key, the value and what is allowed.
+        MissingCredentialError: If a configured provider lacks a required credential.
+    """
+    env = dict(os.environ if environ is None else environ)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+
+    path = Path(config_file) if config_file else None
+    if path is None and env.get("LOWCARB_CONFIG"):
+        path = Path(env["LOWCARB_CONFIG"])
+    if path is not None:
+        if not path.is_file():
+            raise ConfigurationError(f"config file {path} does not exist")
+        table = _read_toml(path)
+    else:
+        path, table = _find_project_file(Path(cwd) if cwd else Path.cwd())
+    if path is not None:
+        layers.append((path.name, table))
+    layers.append(("environment", _env_layer(env)))
+    if overrides:
+        layers.append(("command line", overrides))
+
+    provider: str = "default"
+    fallback: tuple[str, ...] = ()
+    sources: dict[str, str] = {}
+    raw_options: dict[str, dict[str, Any]] = {}
+    option_sources: dict[str, dict[str, str]] = {}
+    for origin, layer in layers:
+        unknown = [k for k in layer if k not in _TOP_LEVEL]
+        if unknown:
+            raise ConfigurationError(
+                f"unknown setting {unknown[0]!r} in {origin}; allowed: {', '.join(_TOP_LEVEL)}"
+            )
+        if "provider" in layer:
+            provider = _check_provider_name(layer["provider"], "provider", origin)
+            sources["provider"] = origin
+        if "fallback" in layer:
+            fallback = _check_fallback(layer["fallback"], origin)
+            sources["fallback"] = origin
+        tables = layer.get("providers", {})
+        if not isinstance(tables, Mapping):
+            raise ConfigurationError(f"'providers' in {origin} must be a table of provider tables")
+        for name, opts in tables.items():
+            key = _check_provider_name(name, f"providers.{name}", origin)
+            if not isinstance(opts, Mapping):
+                raise ConfigurationError(
+                    f"providers.{name} in {origin} must be a table of options, got {opts!r}"
+                )
+            if origin != "environment" and origin != "command line":
+                _refuse_secrets(key, opts, origin)
+            raw_options.setdefault(key, {}).update(opts)
+            for opt in opts:
+                option_sources.setdefault(key, {})[opt] = origin
+                sources[f"providers.{key}.{opt}"] = origin
+
+    options = {
+        name: _build_options(name, raw, option_sources.get(name, {}))
+        for name, raw in raw_options.items()
+    }
+    settings = Settings(
+        provider=provider,
+        fallback=fallback,
+        options=options,
+        sources=sources,
+        config_file=path,
+        environ=env,
+    )
+    for name in settings.chain:
+        # Fail at load, not at first use, when a configured provider cannot work.
+        settings.provider_options(name)
+        _read_credentials(name, get_provider_class(name).credentials, env)
+    return settings
+
+
+def open_provider(
+    name: str | None = None,
+    *,
+    clock: Clock | None = None,
+    settings: Settings | None = None,
+    **options: Any,
+) -> CarbonProvider:
+    """Open a provider by name with keyword options, or the configured chain.
+
+    Args:
+        name: Registry name; None opens the configured provider and fallbacks.
+        clock: Time source for the provider.
+        settings: Settings to use; defaults to :func:`load_settings`.
+        **options: Provider options (override the project file and environment).
+
+    Example:
+        >>> p = open_provider("default")
+        >>> p.name
+        'default'
+    """
+    if settings is None:
+        overrides: dict[str, Any] = {}
+        if name is not None:
+            overrides = {"provider": name, "fallback": []}
+            if options:
+                overrides["providers"] = {name: options}
+        elif options:
+            raise ConfigurationError("pass a provider name together with provider options")
+        settings = load_settings(overrides)
+    return settings.open_provider(name, clock=clock)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    if path.name == "pyproject.toml":
+        section = data.get("tool", {}).get("lowcarb", {})
+        if not isinstance(section, dict):
+            raise ConfigurationError(f"[tool.lowcarb] in {path} must be a table")
+        return section
+    return data
+
+
+def _find_project_file(start: Path) -> tuple[Path | None, dict[str, Any]]:
+    for folder in (start, *start.parents):
+        candidate = folder / "lowcarb.toml"
+        if candidate.is_file():
+            return candidate, _read_toml(candidate)
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file():
+            section = _read_toml(pyproject)
+            if section:
+                return pyproject, section
+    return None, {}
+
+
+def _env_name(provider: str) -> str:
+    return provider.upper().replace("-", "_")
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    layer: dict[str, Any] = {}
+    names = sorted(available_providers(), key=len, reverse=True)
+    credential_vars = set()
+    for name in names:
+        try:
+            credentials = get_provider_class(name).credentials
+        except ConfigurationError:
+            continue  # a provider whose extra is not installed reads no variable
+        for cred in credentials:
+            credential_vars.update({cred.env, cred.env + "_FILE"})
+    for var, value in env.items():
+        if not var.startswith("LOWCARB_") or var in _RESERVED_ENV or var in credential_vars:
+            continue
+        if var.startswith(_RESERVED_ENV_PREFIXES):
+            continue
+        rest = var[len("LOWCARB_") :]
+        if rest == "PROVIDER":
+            layer["provider"] = value.strip()
+            continue
+        if rest == "FALLBACK":
+            layer["fallback"] = [v.strip() for v in value.split(",") if v.strip()]
+            continue
+        for name in names:
+            prefix = _env_name(name) + "_"
+            if rest.startswith(prefix):
+                option = rest[len(prefix) :].lower()
+                layer.setdefault("providers", {}).setdefault(name, {})[option] = value
+                break
+        else:
+            raise ConfigurationError(
+                f"unknown environment variable {var}; lowcarb reads LOWCARB_PROVIDER, "
+                "LOWCARB_FALLBACK, LOWCARB_CONFIG and LOWCARB_<PROVIDER>_<OPTION> for the "
+                f"providers {', '.join(sorted(names))}"
+            )
+    return layer
+
+
+def _check_provider_name(value: Any, key: str, origin: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigurationError(f"{key} = {value!r} in {origin} must be a provider name")
+    name = value.strip().lower()
+    if name not in available_providers():
+        get_provider_class(name)  # raises UnknownProviderError with the available names
+    return name
+
+
+def _check_fallback(value: Any, origin: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [v for v in value.split(",") if v.strip()]
+    if not isinstance(value, Sequence):
+        raise ConfigurationError(
+            f"fallback = {value!r} in {origin} must be a list of provider names"
+        )
+    return tuple(_check_provider_name(v, "fallback", origin) for v in value)
+
+
+def _refuse_secrets(provider: str, opts: Mapping[str, Any], origin: str) -> None:
+    credentials = {c.key: c for c in get_provider_class(provider).credentials}
+    for key in opts:
+        cred = credentials.get(key)
+        if cred is not None or any(word in key.lower() for word in _SECRET_WORDS):
+            env = cred.env if cred else f"LOWCARB_{_env_name(provider)}_{key.upper()}"
+            raise ConfigurationError(
+                f"providers.{provider}.{key} must not be in {origin}: credentials come only "
+                f"from the environment; set {env} (or {env}_FILE naming a file that holds it)"
+            )
+
+
+def _build_options(provider: str, raw: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
+    cls = get_provider_class(provider)
+    options_type = cls.Options
+    if not dataclasses.is_dataclass(options_type):
+        if raw:
+            key = next(iter(raw))
+            raise ConfigurationError(
+                f"providers.{provider}.{key}: provider {provider!r} takes no options"
+            )
+        return options_type()
+    fields = {f.name: f for f in dataclasses.fields(options_type)}
+    hints = typing.get_type_hints(options_type)
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        origin = origins.get(key, "settings")
+        if key not in fields:
+            raise ConfigurationError(
+                f"unknown option providers.{provider}.{key} (from {origin}); "
+                f"{provider!r} accepts: {', '.join(sorted(fields)) or 'nothing'}"
+            )
+        values[key] = _coerce(value, hints[key], f"providers.{provider}.{key}", origin)
+    missing = [
+        name
+        for name, f in fields.items()
+        if name not in values
+        and f.default is dataclasses.MISSING
+        and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        env = f"LOWCARB_{_env_name(provider)}_{missing[0].upper()}"
+        raise ConfigurationError(
+            f"provider {provider!r} needs providers.{provider}.{missing[0]}; set it in "
+            f"lowcarb.toml, with {env}, or on the command line"
+        )
+    try:
+        return options_type(**values)
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(f"providers.{provider}: {exc}") from None
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
+    """Check ``value`` against the type ``hint``; convert text (from the environment)."""
+    origin_type = typing.get_origin(hint)
+    args = typing.get_args(hint)
+
+    def fail(allowed: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"{key} = {value!r} (from {origin}) is invalid: must be {allowed}"
+        )
+
+    if origin_type in (typing.Union, types.UnionType):
+        empty = value is None or (isinstance(value, str) and value.strip().lower() in ("", "none"))
+        if empty and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key, origin)
+            except ConfigurationError:
+                continue
+        raise fail(" or ".join(_describe(a) for a in args))
+    if origin_type is Literal:
+        text = value.strip() if isinstance(value, str) else value
+        if text in args:
+            return text
+        raise fail("one of " + ", ".join(repr(a) for a in args))
+    if origin_type is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, Sequence) or isinstance(items, str):
+            raise fail("a list")
+        return tuple(
+            _coerce(v.strip() if isinstance(v, str) else v, args[0], key, origin) for v in items
+        )
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise fail("true or false")
+    if hint is int:
+        if isinstance(value, bool):
+            raise fail("an integer")
+        if isinstance(value, int):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise fail("an integer")
+    if hint is float:
+        if isinstance(value, bool):
+            raise fail("a number")
+        if isinstance(value, int | float):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value.strip())
+            except ValueError:
+                pass
+        raise fail("a number")
+    if hint is str:
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+        raise fail("a non-empty string")
+    if hint is Path:
+        if isinstance(value, str | Path) and str(value).strip():
+            return Path(str(value).strip()).expanduser()
+        raise fail("a path")
+    raise fail(_describe(hint))
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
+    return getattr(hint, "__name__", str(hint))
+
+
+# -- credentials ----------------------------------------------------------------------------
+
+
+def _credential_source(cred: Credential, env: Mapping[str, str]) -> str | None:
+    if env.get(cred.env):
+        return cred.env
+    if env.get(cred.env + "_FILE"):
+        return cred.env + "_FILE"
+    return None
+
+
+def _read_credentials(
+    provider: str, credentials: tuple[Credential, ...], env: Mapping[str, str]
+) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for cred in credentials:
+        if env.get(cred.env):
+            out[cred.key] = env[cred.env].strip()
+            continue
+        file_var = cred.env + "_FILE"
+        if env.get(file_var):
+            path = Path(env[file_var]).expanduser()
+            try:
+                out[cred.key] = path.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise MissingCredentialError(
+                    f"{file_var} names {path}, which cannot be read ({exc.strerror})"
+                ) from None
+            if not out[cred.key]:
+                raise MissingCredentialError(f"{file_var} names {path}, which is empty")
+            continue
+        if cred.required:
+            where = f" ({cred.help})" if cred.help else ""
+            raise MissingCredentialError(
+                f"provider {provider!r} needs a credential: set {cred.env} or {file_var}{where}"
+            )
+    return out
