@@ -316,17 +316,10 @@ def _env_name(provider: str) -> str:
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     layer: dict[str, Any] = {}
+    # Longest names first, so LOWCARB_CARBON_AWARE_SDK_X is not read as provider "carbon".
     names = sorted(available_providers(), key=len, reverse=True)
-    credential_vars = set()
-    for name in names:
-        try:
-            credentials = get_provider_class(name).credentials
-        except ConfigurationError:
-            continue  # a provider whose extra is not installed reads no variable
-        for cred in credentials:
-            credential_vars.update({cred.env, cred.env + "_FILE"})
     for var, value in env.items():
-        if not var.startswith("LOWCARB_") or var in _RESERVED_ENV or var in credential_vars:
+        if not var.startswith("LOWCARB_") or var in _RESERVED_ENV:
             continue
         if var.startswith(_RESERVED_ENV_PREFIXES):
             continue
@@ -337,19 +330,26 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if rest == "FALLBACK":
             layer["fallback"] = [v.strip() for v in value.split(",") if v.strip()]
             continue
-        for name in names:
-            prefix = _env_name(name) + "_"
-            if rest.startswith(prefix):
-                option = rest[len(prefix) :].lower()
-                layer.setdefault("providers", {}).setdefault(name, {})[option] = value
-                break
-        else:
+        name = next((n for n in names if rest.startswith(_env_name(n) + "_")), None)
+        if name is None:
             raise ConfigurationError(
                 f"unknown environment variable {var}; lowcarb reads LOWCARB_PROVIDER, "
                 "LOWCARB_FALLBACK, LOWCARB_CONFIG and LOWCARB_<PROVIDER>_<OPTION> for the "
                 f"providers {', '.join(sorted(names))}"
             )
+        if _is_credential_variable(name, var):
+            continue  # read by _read_credentials, never treated as an option
+        option = rest[len(_env_name(name)) + 1 :].lower()
+        layer.setdefault("providers", {}).setdefault(name, {})[option] = value
     return layer
+
+
+def _is_credential_variable(provider: str, var: str) -> bool:
+    try:
+        credentials = get_provider_class(provider).credentials
+    except ConfigurationError:
+        return False  # the provider cannot be imported; the option check will say so
+    return any(var in (c.env, c.env + "_FILE") for c in credentials)
 
 
 def _check_provider_name(value: Any, key: str, origin: str) -> str:
