@@ -1,0 +1,226 @@
+"""Configuration: precedence, validation messages, credentials never shown."""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from lowcarb.backends import DefaultProvider
+
+from lowcarb import (
+    CarbonProvider,
+    ConfigurationError,
+    Credential,
+    MissingCredentialError,
+    UnknownProviderError,
+    load_settings,
+    register_provider,
+)
+
+
+class SecretProvider(DefaultProvider):
+    """A provider that needs a token, for credential tests."""
+
+    name = "secretgrid"
+    credentials = (Credential("token", "LOWCARB_SECRETGRID_TOKEN", help="ask the grid operator"),)
+
+    @dataclass(frozen=True)
+    class Options:
+        region: str = "north"
+        timeout_s: float = 10.0
+        verbose: bool = False
+
+    def __init__(
+        self,
+        *,
+        token: str,
+        region: str = "north",
+        timeout_s: float = 10.0,
+        verbose: bool = False,
+        clock=None,
+    ):
+        super().__init__(clock=clock)
+        self.token, self.region = token, region
+
+
+@pytest.fixture(autouse=True)
+def _register():
+    register_provider("secretgrid", SecretProvider, replace=True)
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults(tmp_path):
+    s = load_settings(environ={}, cwd=tmp_path)
+    assert s.provider == "default" and s.fallback == () and s.config_file is None
+    assert s.open_provider().name == "default"
+
+
+def test_precedence_file_env_overrides(tmp_path):
+    write(
+        tmp_path / "lowcarb.toml",
+        'provider = "default"\n[providers.default]\nseed = 3\nbasis = "direct"\n',
+    )
+    s = load_settings(environ={}, cwd=tmp_path)
+    assert s.provider_options("default").seed == 3
+    assert s.sources["providers.default.seed"] == "lowcarb.toml"
+    s = load_settings(environ={"LOWCARB_DEFAULT_SEED": "5"}, cwd=tmp_path)
+    assert s.provider_options("default").seed == 5
+    assert s.provider_options("default").basis == "direct"
+    assert s.sources["providers.default.seed"] == "environment"
+    s = load_settings(
+        {"providers": {"default": {"seed": 9}}}, environ={"LOWCARB_DEFAULT_SEED": "5"}, cwd=tmp_path
+    )
+    assert s.provider_options("default").seed == 9
+    assert s.sources["providers.default.seed"] == "command line"
+
+
+def test_pyproject_tool_section_and_parent_search(tmp_path):
+    write(
+        tmp_path / "pyproject.toml",
+        '[project]\nname = "x"\n[tool.lowcarb]\nfallback = ["default"]\n',
+    )
+    sub = tmp_path / "a" / "b"
+    sub.mkdir(parents=True)
+    s = load_settings(environ={}, cwd=sub)
+    assert s.fallback == ("default",)
+    assert s.config_file == tmp_path / "pyproject.toml"
+
+
+def test_pyproject_without_section_is_skipped(tmp_path):
+    write(tmp_path / "pyproject.toml", '[project]\nname = "x"\n')
+    assert load_settings(environ={}, cwd=tmp_path).config_file is None
+
+
+def test_explicit_config_file_via_env(tmp_path):
+    cfg = write(tmp_path / "elsewhere.toml", "[providers.default]\nseed = 4\n")
+    s = load_settings(environ={"LOWCARB_CONFIG": str(cfg)}, cwd=tmp_path)
+    assert s.provider_options("default").seed == 4
+    with pytest.raises(ConfigurationError, match="does not exist"):
+        load_settings(environ={"LOWCARB_CONFIG": str(tmp_path / "missing.toml")})
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('provider = "electricmaps"', "unknown provider 'electricmaps'"),
+        ("provider = 3", "must be a provider name"),
+        ('colour = "green"', "unknown setting 'colour'"),
+        (
+            '[providers.default]\nseed = "many"',
+            r"providers\.default\.seed = 'many' .* must be an integer",
+        ),
+        ('[providers.default]\nbasis = "lca"', "must be one of 'lifecycle', 'direct'"),
+        (
+            "[providers.default]\nsede = 1",
+            "unknown option providers.default.sede .* accepts: basis, seed",
+        ),
+        ('fallback = ["default", "nope"]', "unknown provider 'nope'"),
+        ("provider = [", "not valid TOML"),
+    ],
+)
+def test_bad_config_names_key_value_and_allowed(tmp_path, toml, message):
+    write(tmp_path / "lowcarb.toml", toml + "\n")
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+def test_unknown_provider_lists_available(tmp_path):
+    with pytest.raises(UnknownProviderError, match="Available: .*default.*file"):
+        load_settings({"provider": "nope"}, environ={}, cwd=tmp_path)
+
+
+def test_bad_environment(tmp_path):
+    with pytest.raises(ConfigurationError, match="unknown environment variable LOWCARB_PROVDER"):
+        load_settings(environ={"LOWCARB_PROVDER": "file"}, cwd=tmp_path)
+    with pytest.raises(ConfigurationError, match="must be true or false"):
+        load_settings(
+            environ={"LOWCARB_SECRETGRID_VERBOSE": "maybe", "LOWCARB_SECRETGRID_TOKEN": "t"},
+            cwd=tmp_path,
+        )
+
+
+def test_env_types_coerced(tmp_path):
+    env = {
+        "LOWCARB_PROVIDER": "secretgrid",
+        "LOWCARB_SECRETGRID_TOKEN": "tok-123456789",
+        "LOWCARB_SECRETGRID_TIMEOUT_S": "2.5",
+        "LOWCARB_SECRETGRID_VERBOSE": "yes",
+        "LOWCARB_FALLBACK": "default",
+    }
+    s = load_settings(environ=env, cwd=tmp_path)
+    opts = s.provider_options("secretgrid")
+    assert (opts.timeout_s, opts.verbose) == (2.5, True)
+    assert s.chain == ("secretgrid", "default")
+
+
+def test_missing_credential_fails_at_load(tmp_path):
+    with pytest.raises(
+        MissingCredentialError, match="set LOWCARB_SECRETGRID_TOKEN .*ask the grid operator"
+    ):
+        load_settings({"provider": "secretgrid"}, environ={}, cwd=tmp_path)
+
+
+def test_credentials_from_file(tmp_path):
+    secret = write(tmp_path / "token.txt", "from-a-file-0123456789\n")
+    s = load_settings(
+        {"provider": "secretgrid"},
+        environ={"LOWCARB_SECRETGRID_TOKEN_FILE": str(secret)},
+        cwd=tmp_path,
+    )
+    assert s.open_provider().token == "from-a-file-0123456789"
+    with pytest.raises(MissingCredentialError, match="cannot be read"):
+        load_settings(
+            {"provider": "secretgrid"},
+            environ={"LOWCARB_SECRETGRID_TOKEN_FILE": str(tmp_path / "no")},
+            cwd=tmp_path,
+        )
+
+
+def test_credentials_refused_in_project_file(tmp_path):
+    write(tmp_path / "lowcarb.toml", '[providers.secretgrid]\ntoken = "abc"\n')
+    with pytest.raises(
+        ConfigurationError,
+        match="credentials come only from the environment; set LOWCARB_SECRETGRID_TOKEN",
+    ):
+        load_settings(environ={}, cwd=tmp_path)
+    write(tmp_path / "lowcarb.toml", '[providers.default]\napi_key = "abc"\n')
+    with pytest.raises(ConfigurationError, match="must not be in lowcarb.toml"):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+def test_display_redacts_secrets(tmp_path):
+    env = {"LOWCARB_PROVIDER": "secretgrid", "LOWCARB_SECRETGRID_TOKEN": "super-secret-value-123"}
+    s = load_settings(environ=env, cwd=tmp_path)
+    text = repr(s) + str(s.display())
+    assert "super-secret-value-123" not in text
+    row = next(r for r in s.display() if r["key"] == "providers.secretgrid.token")
+    assert row["value"] == "<redacted>" and "LOWCARB_SECRETGRID_TOKEN" in row["source"]
+
+
+def test_provider_without_options_rejects_keys(tmp_path):
+    class Bare(CarbonProvider):
+        name = "bare"
+
+        @property
+        def capabilities(self):  # pragma: no cover - never called
+            raise NotImplementedError
+
+        def served_zones(self):  # pragma: no cover
+            return []
+
+        _latest = _history = _forecast = served_zones
+
+    register_provider("bare", Bare, replace=True)
+    with pytest.raises(ConfigurationError, match="takes no options"):
+        load_settings({"providers": {"bare": {"x": 1}}}, environ={}, cwd=tmp_path)
+
+
+def test_required_option_missing(tmp_path):
+    with pytest.raises(
+        ConfigurationError,
+        match="needs providers.file.path; set it in lowcarb.toml, with LOWCARB_FILE_PATH",
+    ):
+        load_settings({"provider": "file"}, environ={}, cwd=tmp_path)
