@@ -202,6 +202,8 @@ def load_settings(
     sources: dict[str, str] = {}
     raw_options: dict[str, dict[str, Any]] = {}
     option_sources: dict[str, dict[str, str]] = {}
+    # Relative paths in a project file are relative to that file, not to the cwd.
+    bases = {path.name: path.resolve().parent} if path is not None else {}
     for origin, layer in layers:
         unknown = [k for k in layer if k not in _TOP_LEVEL]
         if unknown:
@@ -231,7 +233,7 @@ def load_settings(
                 sources[f"providers.{key}.{opt}"] = origin
 
     options = {
-        name: _build_options(name, raw, option_sources.get(name, {}))
+        name: _build_options(name, raw, option_sources.get(name, {}), bases)
         for name, raw in raw_options.items()
     }
     settings = Settings(
@@ -383,7 +385,12 @@ def _refuse_secrets(provider: str, opts: Mapping[str, Any], origin: str) -> None
             )
 
 
-def _build_options(provider: str, raw: Mapping[str, Any], origins: Mapping[str, str]) -> Any:
+def _build_options(
+    provider: str,
+    raw: Mapping[str, Any],
+    origins: Mapping[str, str],
+    bases: Mapping[str, Path] | None = None,
+) -> Any:
     cls = get_provider_class(provider)
     options_type = cls.Options
     if not dataclasses.is_dataclass(options_type):
@@ -403,7 +410,11 @@ def _build_options(provider: str, raw: Mapping[str, Any], origins: Mapping[str, 
                 f"unknown option providers.{provider}.{key} (from {origin}); "
                 f"{provider!r} accepts: {', '.join(sorted(fields)) or 'nothing'}"
             )
-        values[key] = _coerce(value, hints[key], f"providers.{provider}.{key}", origin)
+        coerced = _coerce(value, hints[key], f"providers.{provider}.{key}", origin)
+        base = (bases or {}).get(origin)
+        if isinstance(coerced, Path) and base is not None and not coerced.is_absolute():
+            coerced = base / coerced
+        values[key] = coerced
     missing = [
         name
         for name, f in fields.items()

@@ -4,7 +4,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from lowcarb.backends import DefaultProvider
 
 from lowcarb import (
     CarbonProvider,
@@ -15,6 +14,7 @@ from lowcarb import (
     load_settings,
     register_provider,
 )
+from lowcarb.backends import DefaultProvider
 
 
 class SecretProvider(DefaultProvider):
@@ -224,3 +224,19 @@ def test_required_option_missing(tmp_path):
         match="needs providers.file.path; set it in lowcarb.toml, with LOWCARB_FILE_PATH",
     ):
         load_settings({"provider": "file"}, environ={}, cwd=tmp_path)
+
+
+def test_relative_paths_in_a_project_file_are_relative_to_it(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    csv = tmp_path / "data" / "ci.csv"
+    csv.write_text("datetime_utc,DE\n2024-01-01T00:00Z,100\n2024-01-01T01:00Z,110\n")
+    write(tmp_path / "lowcarb.toml", 'provider = "file"\n[providers.file]\npath = "data/ci.csv"\n')
+    sub = tmp_path / "experiments" / "run1"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    s = load_settings(environ={}, cwd=sub)
+    assert s.provider_options("file").path == csv
+    assert s.open_provider().served_zones() == ["DE"]
+    # From the environment or the command line, a relative path is relative to the cwd.
+    s = load_settings({"providers": {"file": {"path": "x.csv"}}}, environ={}, cwd=sub)
+    assert s.provider_options("file").path == Path("x.csv")
