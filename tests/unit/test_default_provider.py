@@ -4,11 +4,11 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
-from lowcarb.backends import DefaultProvider
-from lowcarb.backends._default import _profiles
 
 from lowcarb import InvalidInputError, ManualClock, NoDataError, UnknownZoneError
 from lowcarb._zones import ZONE_CATALOG
+from lowcarb.backends import DefaultProvider
+from lowcarb.backends._default import _profiles
 
 H = timedelta(hours=1)
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)

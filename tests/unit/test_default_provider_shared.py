@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pandas as pd
 import pytest
+
 from lowcarb.backends import DefaultProvider
 
 pytestmark = pytest.mark.shared_data

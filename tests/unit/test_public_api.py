@@ -3,9 +3,8 @@
 import subprocess
 import sys
 
-import lowcarb.backends
-
 import lowcarb
+import lowcarb.backends
 import lowcarb.exceptions
 
 

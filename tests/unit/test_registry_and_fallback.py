@@ -4,7 +4,6 @@ import textwrap
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from lowcarb.backends import DefaultProvider
 
 import lowcarb
 from lowcarb import (
@@ -19,6 +18,7 @@ from lowcarb import (
     register_provider,
 )
 from lowcarb._fallback import FallbackProvider
+from lowcarb.backends import DefaultProvider
 
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
 
