@@ -184,11 +184,11 @@ class DefaultProvider(CarbonProvider):
         zones = self._check_zones(zones)
         return self._series(zones, floor_time(start, HOUR), end)
 
-    def _series(
-        self, zones: list[str], start: datetime, end: datetime, **meta: Any
-    ) -> IntensitySeries:
+    def _series(self, zones: list[str], start: datetime, end: datetime) -> IntensitySeries:
         index = pd.date_range(start, end, freq="h", inclusive="left", name="start")
-        frame = pd.DataFrame({z: self._values(z, index) for z in zones}, index=index)
+        return self._wrap(pd.DataFrame({z: self._values(z, index) for z in zones}, index=index))
+
+    def _wrap(self, frame: pd.DataFrame, *notes: str, **meta: Any) -> IntensitySeries:
         return IntensitySeries(
             frame,
             HOUR,
@@ -196,7 +196,7 @@ class DefaultProvider(CarbonProvider):
             basis=self.basis,
             provider=self.name,
             synthetic=True,
-            notes=(_NOTE, *meta.pop("notes", ())),
+            notes=(_NOTE, *notes),
             **meta,
         )
 
@@ -254,17 +254,11 @@ class DefaultProvider(CarbonProvider):
             expected = np.clip(expected, stats["min"], stats["max"])
             # Hours up to the current one are known; later ones are expectations.
             columns[zone] = np.where(lead <= 0, truth, expected)
-        frame = pd.DataFrame(columns, index=index)
-        return IntensitySeries(
-            frame,
-            HOUR,
-            signal="average",
-            basis=self.basis,
-            provider=self.name,
-            synthetic=True,
+        return self._wrap(
+            pd.DataFrame(columns, index=index),
+            "forecast = model expectation given the current hour",
             is_forecast=True,
             issued_at=issued,
-            notes=(_NOTE, "forecast = model expectation given the current hour"),
         )
 
     def __repr__(self) -> str:

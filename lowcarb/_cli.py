@@ -11,7 +11,7 @@ import logging
 import math
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -170,10 +170,7 @@ def _series_payload(series: IntensitySeries, resolutions: list[ZoneResolution]) 
         data[zone].append(record)
     return {
         **series.metadata(),
-        "resolved": [
-            {"query": r.query, "zone": r.zone, "method": r.method, "distance_km": r.distance_km}
-            for r in resolutions
-        ],
+        "resolved": [asdict(r) for r in resolutions],
         "data": data,
     }
 
@@ -260,13 +257,7 @@ def zones(
                     "provider": p.name,
                     "synthetic": caps.synthetic,
                     "zones": [
-                        {
-                            "zone": z.zone,
-                            "name": z.name,
-                            "country": z.country,
-                            "continent": z.continent,
-                            "timezone": z.timezone,
-                        }
+                        {k: v for k, v in asdict(z).items() if k not in ("lat", "lon")}
                         for z in infos
                     ],
                 }
@@ -367,17 +358,7 @@ def resolve(
     with _open(provider, option) as p:
         results = [p.resolve(loc) for loc in location]
         if as_json:
-            _print_json(
-                [
-                    {
-                        "query": r.query,
-                        "zone": r.zone,
-                        "method": r.method,
-                        "distance_km": r.distance_km,
-                    }
-                    for r in results
-                ]
-            )
+            _print_json([asdict(r) for r in results])
             return
         table = Table(title=f"Zone resolution ({p.name})", title_justify="left")
         for column in ("query", "zone", "method", "distance km"):
