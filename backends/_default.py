@@ -119,6 +119,11 @@ def _generate_year(zone: str, basis: str, year: int, seed: int) -> _Year:
     return _Year(start, values, slow, fast, mu, sd)
 
 
+def _ceil_hour(when: datetime) -> datetime:
+    floor = floor_time(when, HOUR)
+    return floor if floor == when else floor + HOUR
+
+
 class DefaultProvider(CarbonProvider):
     """Synthetic hourly carbon intensity for 16 zones on six continents, offline.
 
@@ -189,6 +194,13 @@ class DefaultProvider(CarbonProvider):
         return self._wrap(pd.DataFrame({z: self._values(z, index) for z in zones}, index=index))
 
     def _wrap(self, frame: pd.DataFrame, *notes: str, **meta: Any) -> IntensitySeries:
+        # Zones whose source data were mostly Electricity Maps estimates (IN-WE and JP-TK
+        # are 100 %) are flagged estimated throughout: their profile rests on a model.
+        zones = _profiles()["zones"]
+        estimated = pd.DataFrame(
+            {z: np.full(len(frame), zones[z]["share_estimated"] >= 0.5) for z in frame.columns},
+            index=frame.index,
+        )
         return IntensitySeries(
             frame,
             HOUR,
@@ -196,6 +208,7 @@ class DefaultProvider(CarbonProvider):
             basis=self.basis,
             provider=self.name,
             synthetic=True,
+            estimated=estimated,
             notes=(_NOTE, *notes),
             **meta,
         )
@@ -224,13 +237,14 @@ class DefaultProvider(CarbonProvider):
 
     def _history(self, zones: list[str], start: datetime, end: datetime) -> IntensitySeries:
         limit = self._now_slot() + HOUR
-        if floor_time(start, HOUR) >= limit or end > limit:
+        first = _ceil_hour(start)
+        if first >= limit or end > limit:
             raise NoDataError(
                 f"history ends with the current hour ({limit - HOUR:%Y-%m-%dT%H:%MZ}); "
                 "ask forecast() for later hours",
                 provider=self.name,
             )
-        return self._series(zones, floor_time(start, HOUR), end)
+        return self._series(zones, first, end)
 
     def _forecast(self, zones: list[str], start: datetime, horizon: timedelta) -> IntensitySeries:
         issued = self.clock.now()

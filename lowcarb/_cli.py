@@ -73,12 +73,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     config: Annotated[
-        str | None, typer.Option("--config", help="Project file to read instead of searching.")
+        str | None,
+        typer.Option("--config", metavar="PATH", help="Project file to read instead of searching."),
     ] = None,
     now: Annotated[
         str | None,
         typer.Option(
             "--now",
+            metavar="ISO",
             help="Pretend the current time is this (ISO 8601, UTC if no offset); for replays.",
             envvar="LOWCARB_NOW",
         ),
@@ -106,13 +108,19 @@ def _root(
 ProviderOpt = Annotated[
     str | None,
     typer.Option(
-        "--provider", "-p", help="Provider to use (default: from config, else 'default')."
+        "--provider",
+        "-p",
+        metavar="NAME",
+        help="Provider to use (default: from config, else 'default').",
     ),
 ]
 OptionOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--option", "-o", help="Provider option KEY=VALUE (repeatable), e.g. -o path=ci.csv."
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="Provider option KEY=VALUE (repeatable), e.g. -o path=ci.csv.",
     ),
 ]
 ZoneOpt = Annotated[
@@ -120,13 +128,18 @@ ZoneOpt = Annotated[
     typer.Option(
         "--zone",
         "-z",
+        metavar="ZONE",
         help="Zone id, LAT,LON or cloud region like aws:eu-central-1 (repeatable; default: all).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 NowOpt = Annotated[
     str | None,
-    typer.Option("--now", help="Pretend the current time is this (ISO 8601, UTC if no offset)."),
+    typer.Option(
+        "--now",
+        metavar="ISO",
+        help="Pretend the current time is this (ISO 8601, UTC if no offset).",
+    ),
 ]
 
 
@@ -135,16 +148,15 @@ def _settings(provider: str | None, options: list[str] | None) -> Settings:
     if provider:
         overrides["provider"] = provider
         overrides["fallback"] = []
-    if options:
-        parsed: dict[str, str] = {}
-        for item in options:
-            key, sep, value = item.partition("=")
-            if not sep or not key.strip():
-                raise ConfigurationError(f"--option {item!r} must look like KEY=VALUE")
-            parsed[key.strip()] = value
-        settings = load_settings(overrides, config_file=_state.config)
-        overrides["providers"] = {settings.provider: parsed}
-    return load_settings(overrides, config_file=_state.config)
+    parsed: dict[str, str] = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--option {item!r} must look like KEY=VALUE")
+        parsed[key.strip()] = value
+    return load_settings(
+        overrides, primary_options=parsed, config_file=_state.config, origin="command line"
+    )
 
 
 def _open(provider: str | None, options: list[str] | None) -> CarbonProvider:
@@ -153,7 +165,7 @@ def _open(provider: str | None, options: list[str] | None) -> CarbonProvider:
 
 def _resolve(p: CarbonProvider, zones: list[str] | None) -> tuple[list[str], list[ZoneResolution]]:
     if not zones:
-        served = p.served_zones()
+        served = p.default_zones()
         return served, [ZoneResolution(z, z, "zone") for z in served]
     resolutions = [p.resolve(z) for z in zones]
     return list(dict.fromkeys(r.zone for r in resolutions)), resolutions
@@ -204,12 +216,26 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
     mask = series.estimated_mask()
     if len(frame) <= MAX_TABLE_ROWS:
         table = Table(title=title, caption=_label(series), title_justify="left")
-        table.add_column("start (UTC)")
-        for zone in series.zones:
-            table.add_column(zone, justify="right")
-        for stamp, row in frame.iterrows():
-            cells = [_fmt(row[z]) + ("*" if mask.at[stamp, z] else "") for z in series.zones]
-            table.add_row(f"{stamp:%Y-%m-%d %H:%M}", *cells)
+        stamps = list(frame.index)
+        cell = {
+            (t, z): _fmt(frame.at[t, z]) + ("*" if mask.at[t, z] else "")
+            for t in stamps
+            for z in series.zones
+        }
+        if len(series.zones) > len(stamps):
+            # Many zones, few times (e.g. `latest` for all zones): one row per zone fits
+            # a terminal where one column per zone would not.
+            table.add_column("zone")
+            for t in stamps:
+                table.add_column(f"{t:%Y-%m-%d %H:%M} UTC", justify="right")
+            for z in series.zones:
+                table.add_row(z, *(cell[t, z] for t in stamps))
+        else:
+            table.add_column("start (UTC)")
+            for z in series.zones:
+                table.add_column(z, justify="right")
+            for t in stamps:
+                table.add_row(f"{t:%Y-%m-%d %H:%M}", *(cell[t, z] for z in series.zones))
         _out.print(table)
         if mask.to_numpy().any():
             _out.print("* estimated or repaired value")
@@ -295,13 +321,16 @@ def latest(
 def history(
     zone: ZoneOpt = None,
     start: Annotated[
-        str | None, typer.Option(help="First interval (ISO 8601, UTC if no offset).")
+        str | None, typer.Option(metavar="ISO", help="First interval (ISO 8601, UTC if no offset).")
     ] = None,
     end: Annotated[
-        str | None, typer.Option(help="End, exclusive (ISO 8601); default: now.")
+        str | None, typer.Option(metavar="ISO", help="End, exclusive (ISO 8601); default: now.")
     ] = None,
     hours: Annotated[
-        int | None, typer.Option(min=1, help="Instead of --start: this many hours before the end.")
+        int | None,
+        typer.Option(
+            min=1, metavar="N", help="Instead of --start: this many hours before the end."
+        ),
     ] = None,
     provider: ProviderOpt = None,
     option: OptionOpt = None,
@@ -326,9 +355,9 @@ def history(
 @app.command()
 def forecast(
     zone: ZoneOpt = None,
-    hours: Annotated[int, typer.Option(min=1, help="Forecast horizon in hours.")] = 24,
+    hours: Annotated[int, typer.Option(min=1, metavar="N", help="Forecast horizon in hours.")] = 24,
     start: Annotated[
-        str | None, typer.Option(help="First interval (ISO 8601); default: now.")
+        str | None, typer.Option(metavar="ISO", help="First interval (ISO 8601); default: now.")
     ] = None,
     provider: ProviderOpt = None,
     option: OptionOpt = None,
@@ -349,7 +378,9 @@ def forecast(
 
 @app.command()
 def resolve(
-    location: Annotated[list[str], typer.Argument(help="Zone ids, LAT,LON or cloud:region.")],
+    location: Annotated[
+        list[str], typer.Argument(metavar="LOCATION...", help="Zone ids, LAT,LON or cloud:region.")
+    ],
     provider: ProviderOpt = None,
     option: OptionOpt = None,
     as_json: JsonOpt = False,
@@ -400,13 +431,19 @@ def config_show(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; returns the exit code (also used by the ``lowcarb`` console script)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:]) or os.environ.get(
-        "LOWCARB_DEBUG", ""
-    ).lower() in ("1", "true", "yes")
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        # A flag without a value: accept it anywhere, as users type it after the command.
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    debug = "--debug" in args or os.environ.get("LOWCARB_DEBUG", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
     try:
         # Standalone mode: typer reports its own usage errors (exit 2) and raises
         # SystemExit; our errors propagate to here.
-        app(args=argv, prog_name="lowcarb")
+        app(args=args, prog_name="lowcarb")
     except SystemExit as exc:
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except LowcarbError as exc:

@@ -162,18 +162,23 @@ def _show(value: Any) -> str:
 def load_settings(
     overrides: Mapping[str, Any] | None = None,
     *,
+    primary_options: Mapping[str, Any] | None = None,
     config_file: str | Path | None = None,
     environ: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
+    origin: str = "arguments",
 ) -> Settings:
     """Load and validate settings from defaults, project file, environment and overrides.
 
     Args:
         overrides: Highest-precedence values, shaped like the project file, e.g.
             ``{"provider": "file", "providers": {"file": {"path": "x.csv"}}}``.
+        primary_options: Options for whichever provider ends up primary (the CLI's
+            ``-o KEY=VALUE``), applied last.
         config_file: Read this file instead of searching for one (also ``LOWCARB_CONFIG``).
         environ: The environment to read; defaults to ``os.environ``.
         cwd: Where to search for ``lowcarb.toml`` / ``pyproject.toml`` (and its parents).
+        origin: How overrides are labelled in messages and ``config show``.
 
     Raises:
         ConfigurationError: Naming the key, the value and what is allowed.
@@ -195,7 +200,7 @@ def load_settings(
         layers.append((path.name, table))
     layers.append(("environment", _env_layer(env)))
     if overrides:
-        layers.append(("command line", overrides))
+        layers.append((origin, overrides))
 
     provider: str = "default"
     fallback: tuple[str, ...] = ()
@@ -225,12 +230,18 @@ def load_settings(
                 raise ConfigurationError(
                     f"providers.{name} in {origin} must be a table of options, got {opts!r}"
                 )
-            if origin != "environment" and origin != "command line":
+            if origin in bases:
                 _refuse_secrets(key, opts, origin)
             raw_options.setdefault(key, {}).update(opts)
             for opt in opts:
                 option_sources.setdefault(key, {})[opt] = origin
                 sources[f"providers.{key}.{opt}"] = origin
+
+    if primary_options:
+        raw_options.setdefault(provider, {}).update(primary_options)
+        for opt in primary_options:
+            option_sources.setdefault(provider, {})[opt] = origin
+            sources[f"providers.{provider}.{opt}"] = origin
 
     options = {
         name: _build_options(name, raw, option_sources.get(name, {}), bases)
@@ -279,7 +290,7 @@ def open_provider(
                 overrides["providers"] = {name: options}
         elif options:
             raise ConfigurationError("pass a provider name together with provider options")
-        settings = load_settings(overrides)
+        settings = load_settings(overrides, origin="open_provider() arguments")
     return settings.open_provider(name, clock=clock)
 
 
@@ -377,11 +388,17 @@ def _refuse_secrets(provider: str, opts: Mapping[str, Any], origin: str) -> None
     credentials = {c.key: c for c in get_provider_class(provider).credentials}
     for key in opts:
         cred = credentials.get(key)
-        if cred is not None or any(word in key.lower() for word in _SECRET_WORDS):
-            env = cred.env if cred else f"LOWCARB_{_env_name(provider)}_{key.upper()}"
+        if cred is not None:
             raise ConfigurationError(
                 f"providers.{provider}.{key} must not be in {origin}: credentials come only "
-                f"from the environment; set {env} (or {env}_FILE naming a file that holds it)"
+                f"from the environment; set {cred.env} (or {cred.env}_FILE naming a file "
+                "that holds it)"
+            )
+        if any(word in key.lower() for word in _SECRET_WORDS):
+            raise ConfigurationError(
+                f"providers.{provider}.{key} in {origin} looks like a credential: secrets "
+                f"never go in project files, and provider {provider!r} reads none named "
+                f"{key!r} (it reads: {', '.join(sorted(credentials)) or 'no credentials'})"
             )
 
 

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from lowcarb._clock import Clock
 from lowcarb._provider import Capabilities, CarbonProvider
 from lowcarb._series import IntensitySeries
+from lowcarb._time import floor_time, format_duration
 from lowcarb.exceptions import InvalidInputError, ProviderError
 
 __all__ = ["FallbackProvider"]
@@ -39,15 +40,25 @@ class FallbackProvider(CarbonProvider):
 
     @property
     def capabilities(self) -> Capabilities:
-        """The primary provider's capabilities."""
-        return self.providers[0].capabilities
+        """The primary's capabilities, with the farthest forecast any member gives."""
+        reaches = [r for p in self.providers if (r := p.capabilities.forecast_horizon) is not None]
+        return replace(
+            self.providers[0].capabilities, forecast_horizon=max(reaches) if reaches else None
+        )
 
     def served_zones(self) -> list[str]:
         """Every zone served by at least one member."""
         return list(dict.fromkeys(z for p in self.providers for z in p.served_zones()))
 
+    def default_zones(self) -> list[str]:
+        """The primary's zones: the chain exists to back the primary up."""
+        return self.providers[0].default_zones()
+
     def _run(
-        self, zones: list[str], call: Callable[[CarbonProvider], IntensitySeries]
+        self,
+        zones: list[str],
+        call: Callable[[CarbonProvider], IntensitySeries],
+        ahead: timedelta | None = None,
     ) -> IntensitySeries:
         notes: list[str] = []
         last: ProviderError | None = None
@@ -56,6 +67,12 @@ class FallbackProvider(CarbonProvider):
             lacking = [z for z in zones if z not in served]
             if lacking:
                 notes.append(f"{provider.name} skipped: does not serve {', '.join(lacking)}")
+                continue
+            reach = provider.capabilities.forecast_horizon
+            if ahead is not None and (reach is None or reach < ahead):
+                notes.append(
+                    f"{provider.name} skipped: does not forecast {format_duration(ahead)} ahead"
+                )
                 continue
             try:
                 series = call(provider)
@@ -83,7 +100,10 @@ class FallbackProvider(CarbonProvider):
         return self._run(zones, lambda p: p.history(zones, start, end))
 
     def _forecast(self, zones: list[str], start: datetime, horizon: timedelta) -> IntensitySeries:
-        return self._run(zones, lambda p: p.forecast(zones, start, horizon))
+        # How far ahead of now the forecast reaches, measured as the base class does.
+        step = self.capabilities.resolution
+        ahead = start + horizon - floor_time(self.clock.now(), step)
+        return self._run(zones, lambda p: p.forecast(zones, start, horizon), ahead)
 
     def close(self) -> None:
         """Close every member."""

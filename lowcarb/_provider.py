@@ -140,6 +140,10 @@ class CarbonProvider(abc.ABC):
 
     # -- public API ---------------------------------------------------------------------
 
+    def default_zones(self) -> list[str]:
+        """Zones to use when a caller names none (all served zones, unless overridden)."""
+        return self.served_zones()
+
     def zones(self) -> list[ZoneInfo]:
         """Describe the served zones (name, country, continent, location when known)."""
         return [
@@ -168,7 +172,7 @@ class CarbonProvider(abc.ABC):
         return self._latest(self._check_zones(zones))
 
     def history(self, zones: Sequence[str], start: datetime, end: datetime) -> IntensitySeries:
-        """Past intensities for intervals starting in ``[start, end)``.
+        """Past intensities for the intervals whose start lies in ``[start, end)``.
 
         Args:
             zones: Zone ids.
@@ -207,13 +211,17 @@ class CarbonProvider(abc.ABC):
         reach = self.capabilities.forecast_horizon
         if reach is None:
             raise NoDataError("this provider gives no forecasts", provider=self.name)
-        if horizon > reach:
-            raise InvalidInputError(
-                f"horizon {format_duration(horizon)} is beyond what {self.name!r} forecasts "
-                f"({format_duration(reach)}); ask for a shorter horizon"
-            )
+        step = self.capabilities.resolution
         # Whole intervals: a 24 h forecast at 10:05 covers 10:00 today .. 10:00 tomorrow.
-        return self._forecast(checked, floor_time(first, self.capabilities.resolution), horizon)
+        first = floor_time(first, step)
+        lead = first + horizon - floor_time(self.clock.now(), step)
+        if lead > reach:
+            raise InvalidInputError(
+                f"a forecast to {first + horizon:%Y-%m-%dT%H:%MZ} reaches "
+                f"{format_duration(lead)} ahead of now, beyond what {self.name!r} forecasts "
+                f"({format_duration(reach)}); ask for a shorter horizon or an earlier start"
+            )
+        return self._forecast(checked, first, horizon)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release resources (connections, files)."""

@@ -154,14 +154,25 @@ class IntensitySeries:
             resolution: Length of each interval.
             **metadata: Any other field of :class:`IntensitySeries`.
         """
+        source = str(metadata.get("provider", ""))
         columns = {}
         for zone, pairs in points.items():
             pairs = list(pairs)
             stamps = pd.DatetimeIndex([ensure_utc(t, "point time") for t, _ in pairs])
+            if not stamps.is_unique:
+                dup = stamps[stamps.duplicated()][0]
+                raise DataValidationError(f"{zone}: duplicated timestamp {dup.isoformat()}", source)
             columns[zone] = pd.Series([float(v) for _, v in pairs], index=stamps, dtype=float)
-        frame = pd.DataFrame(columns)
+        frame = pd.DataFrame(columns).sort_index()
         if len(frame.index):
             full = pd.date_range(frame.index.min(), frame.index.max(), freq=resolution)
+            off_grid = frame.index.difference(full)
+            if len(off_grid):
+                raise DataValidationError(
+                    f"{len(off_grid)} point(s) off the {resolution} grid, first "
+                    f"{off_grid[0].isoformat()}",
+                    source,
+                )
             frame = frame.reindex(full)
         frame.index.name = "start"
         return cls(frame, resolution, **metadata)
@@ -249,17 +260,23 @@ class IntensitySeries:
 
         Coarsening averages the intervals that start inside each new interval (a NaN
         stays NaN only if all its parts are NaN) and marks the result estimated if any
-        part was. Refining repeats each value, since intensity is taken as constant
-        within an interval.
+        part was estimated or missing. Refining repeats each value, since intensity is
+        taken as constant within an interval.
         """
         if resolution == self.resolution:
             return self
         rule = pd.Timedelta(resolution)
         if resolution > self.resolution:
             values = self.values.resample(rule, origin="epoch").mean()
-            estimated = None
+            # A mean over an interval with missing parts is an estimate.
+            estimated = (
+                self.values.isna().resample(rule, origin="epoch").max().astype(bool)
+                & values.notna()
+            )
             if self.estimated is not None:
-                estimated = self.estimated.resample(rule, origin="epoch").max().astype(bool)
+                estimated |= self.estimated.resample(rule, origin="epoch").max().astype(bool)
+            if not estimated.to_numpy().any() and self.estimated is None:
+                estimated = None
         else:
             if len(self.values):
                 last = self.values.index[-1] + pd.Timedelta(self.resolution) - rule

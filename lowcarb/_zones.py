@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
@@ -293,6 +294,83 @@ class ZoneResolution:
         return f"{self.query} -> {self.zone} ({detail})"
 
 
+# More load centres for zones that span a large area, so that a site is matched to the
+# zone it is in rather than to a neighbour whose single point happens to be closer
+# (Munich is nearer Zurich than the middle of Germany). (lat, lon) in degrees.
+_EXTRA_POINTS: dict[str, tuple[tuple[float, float], ...]] = {
+    "DE": (
+        (52.52, 13.40),
+        (53.55, 9.99),
+        (48.14, 11.58),
+        (50.94, 6.96),
+        (50.11, 8.68),
+        (48.78, 9.18),
+        (51.34, 12.37),
+        (49.45, 11.08),
+    ),
+    "FR": (
+        (48.86, 2.35),
+        (45.76, 4.84),
+        (43.30, 5.37),
+        (43.60, 1.44),
+        (50.63, 3.06),
+        (48.57, 7.75),
+        (47.22, -1.55),
+        (44.84, -0.58),
+    ),
+    "GB": (
+        (51.51, -0.13),
+        (53.48, -2.24),
+        (52.49, -1.89),
+        (55.86, -4.25),
+        (55.95, -3.19),
+        (51.48, -3.18),
+        (53.80, -1.55),
+        (50.72, -3.53),
+    ),
+    "ES": ((41.39, 2.17), (39.47, -0.38), (37.39, -5.98), (43.26, -2.93)),
+    "IT-NO": ((45.07, 7.69), (45.44, 12.32), (44.49, 11.34)),
+    "PL": ((50.06, 19.94), (54.35, 18.65), (51.11, 17.04)),
+    "US-CAL-CISO": ((37.77, -122.42), (32.72, -117.16), (38.58, -121.49), (36.74, -119.79)),
+    "US-MIDA-PJM": (
+        (39.95, -75.17),
+        (38.90, -77.04),
+        (41.88, -87.63),
+        (40.44, -80.00),
+        (39.29, -76.61),
+        (39.96, -83.00),
+        (37.54, -77.44),
+    ),
+    "US-NY-NYIS": ((40.71, -74.01), (42.89, -78.88), (42.65, -73.76), (43.05, -76.15)),
+    "US-TEX-ERCO": ((32.78, -96.80), (29.76, -95.37), (30.27, -97.74), (29.42, -98.49)),
+    "US-MIDW-MISO": (
+        (44.98, -93.27),
+        (39.77, -86.16),
+        (42.33, -83.05),
+        (38.63, -90.20),
+        (29.95, -90.07),
+    ),
+    "US-NE-ISNE": ((41.82, -71.41), (41.76, -72.67), (43.66, -70.26)),
+    "CA-ON": ((45.42, -75.70), (42.98, -81.25), (46.49, -80.99)),
+    "CA-QC": ((46.81, -71.21),),
+    "AU-NSW": ((-32.93, 151.78), (-34.42, 150.89), (-35.28, 149.13)),
+    "AU-VIC": ((-38.15, 144.36), (-37.56, 143.85)),
+    "BR-CS": ((-22.91, -43.17), (-15.79, -47.88), (-19.92, -43.94), (-16.69, -49.26)),
+    "CL-SEN": ((-23.65, -70.40), (-36.83, -73.05), (-41.47, -72.94)),
+    "IN-WE": ((18.52, 73.86), (23.02, 72.57), (21.15, 79.09)),
+    "JP-TK": ((36.39, 139.06), (35.45, 139.64)),
+    "KR": ((35.18, 129.08), (35.87, 128.60), (35.16, 126.85)),
+    "ZA": ((-33.92, 18.42), (-29.86, 31.02), (-25.75, 28.19)),
+}
+
+
+@lru_cache(maxsize=1)
+def _representative_points() -> tuple[tuple[str, float, float], ...]:
+    points = [(z.zone, z.lat, z.lon) for z in ZONE_CATALOG.values()]
+    points += [(zone, lat, lon) for zone, extra in _EXTRA_POINTS.items() for lat, lon in extra]
+    return tuple(points)
+
+
 def parse_location(text: str) -> tuple[float, float] | None:
     """Return ``(lat, lon)`` if ``text`` looks like ``LAT,LON``, else None.
 
@@ -357,23 +435,27 @@ def resolve_zone(
     if coords is not None:
         # Nearest over the whole catalog first: a site in France must not silently become
         # Great Britain because the provider lacks FR.
-        distances = sorted(
-            (_haversine_km(*coords, z.lat, z.lon), z.zone) for z in ZONE_CATALOG.values()
-        )
+        best: dict[str, float] = {}
+        for zone, lat, lon in _representative_points():
+            d = _haversine_km(*coords, lat, lon)
+            best[zone] = min(d, best.get(zone, math.inf))
+        distances = sorted((d, z) for z, d in best.items())
         distance, nearest = distances[0]
         if distance > max_distance_km:
             raise UnknownZoneError(
                 query,
                 [],
-                where=f"{where or 'the zone catalog'} (no zone within {max_distance_km:.0f} km)",
+                where=where or "the zone catalog",
+                detail=f"no zone within {max_distance_km:.0f} km",
             )
         if nearest.upper() in exact:
             return ZoneResolution(query, exact[nearest.upper()], "nearest-zone", round(distance, 1))
         served_near = [z for d, z in distances if z.upper() in exact and d <= max_distance_km][:3]
         raise UnknownZoneError(
-            f"{query} (nearest zone {nearest}, {distance:.0f} km)",
+            query,
             served_near,
             where=where,
+            detail=f"nearest zone {nearest}, {distance:.0f} km away, is not served",
         )
 
     by_name = [
@@ -394,7 +476,9 @@ def resolve_zone(
                 query, suggest_zones(key, CLOUD_REGIONS), where="the cloud-region table"
             )
         if zone.upper() not in exact:
-            raise UnknownZoneError(f"{query} (-> {zone})", suggest_zones(zone, served), where=where)
+            raise UnknownZoneError(
+                query, suggest_zones(zone, served), where=where, detail=f"it is in {zone}"
+            )
         return ZoneResolution(query, exact[zone.upper()], "cloud-region")
 
     named = [

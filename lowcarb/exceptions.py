@@ -94,13 +94,17 @@ class UnknownZoneError(InvalidInputError):
         suggestions: Close matches among the known zones, best first.
     """
 
-    def __init__(self, zone: str, suggestions: list[str], where: str = "") -> None:
+    def __init__(
+        self, zone: str, suggestions: list[str], where: str = "", detail: str = ""
+    ) -> None:
         self.zone = zone
         self.suggestions = suggestions
         hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
         place = f" for {where}" if where else ""
+        more = f" ({detail})" if detail else ""
         super().__init__(
-            f"unknown zone {zone!r}{place}.{hint} Run `lowcarb zones` to list the zones served."
+            f"unknown zone {zone!r}{place}{more}.{hint} "
+            "Run `lowcarb zones` to list the zones served."
         )
 
 

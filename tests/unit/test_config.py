@@ -74,7 +74,7 @@ def test_precedence_file_env_overrides(tmp_path):
         {"providers": {"default": {"seed": 9}}}, environ={"LOWCARB_DEFAULT_SEED": "5"}, cwd=tmp_path
     )
     assert s.provider_options("default").seed == 9
-    assert s.sources["providers.default.seed"] == "command line"
+    assert s.sources["providers.default.seed"] == "arguments"
 
 
 def test_pyproject_tool_section_and_parent_search(tmp_path):
@@ -187,7 +187,7 @@ def test_credentials_refused_in_project_file(tmp_path):
     ):
         load_settings(environ={}, cwd=tmp_path)
     write(tmp_path / "lowcarb.toml", '[providers.default]\napi_key = "abc"\n')
-    with pytest.raises(ConfigurationError, match="must not be in lowcarb.toml"):
+    with pytest.raises(ConfigurationError, match="in lowcarb.toml looks like a credential"):
         load_settings(environ={}, cwd=tmp_path)
 
 
