@@ -217,10 +217,11 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
     if len(frame) <= MAX_TABLE_ROWS:
         table = Table(title=title, caption=_label(series), title_justify="left")
         stamps = list(frame.index)
+        numbers, flags = frame.to_numpy(dtype=float), mask.to_numpy(dtype=bool)
         cell = {
-            (t, z): _fmt(frame.at[t, z]) + ("*" if mask.at[t, z] else "")
-            for t in stamps
-            for z in series.zones
+            (t, z): _fmt(numbers[i, j]) + ("*" if flags[i, j] else "")
+            for i, t in enumerate(stamps)
+            for j, z in enumerate(series.zones)
         }
         if len(series.zones) > len(stamps):
             # Many zones, few times (e.g. `latest` for all zones): one row per zone fits

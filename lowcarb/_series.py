@@ -269,14 +269,14 @@ class IntensitySeries:
         if resolution > self.resolution:
             values = self.values.resample(rule, origin="epoch").mean()
             # A mean over an interval with missing parts is an estimate.
-            estimated = (
+            flags = (
                 self.values.isna().resample(rule, origin="epoch").max().astype(bool)
                 & values.notna()
             )
             if self.estimated is not None:
-                estimated |= self.estimated.resample(rule, origin="epoch").max().astype(bool)
-            if not estimated.to_numpy().any() and self.estimated is None:
-                estimated = None
+                flags |= self.estimated.resample(rule, origin="epoch").max().astype(bool)
+            has_flags = self.estimated is not None or bool(flags.to_numpy().any())
+            estimated = flags if has_flags else None
         else:
             if len(self.values):
                 last = self.values.index[-1] + pd.Timedelta(self.resolution) - rule

@@ -470,16 +470,16 @@ def resolve_zone(
     if ":" in text:
         cloud, _, region = text.partition(":")
         key = f"{_CLOUD_ALIASES.get(cloud.lower(), cloud.lower())}:{region.lower()}"
-        zone = CLOUD_REGIONS.get(key)
-        if zone is None:
+        mapped = CLOUD_REGIONS.get(key)
+        if mapped is None:
             raise UnknownZoneError(
                 query, suggest_zones(key, CLOUD_REGIONS), where="the cloud-region table"
             )
-        if zone.upper() not in exact:
+        if mapped.upper() not in exact:
             raise UnknownZoneError(
-                query, suggest_zones(zone, served), where=where, detail=f"it is in {zone}"
+                query, suggest_zones(mapped, served), where=where, detail=f"it is in {mapped}"
             )
-        return ZoneResolution(query, exact[zone.upper()], "cloud-region")
+        return ZoneResolution(query, exact[mapped.upper()], "cloud-region")
 
     named = [
         z for z in served if z in ZONE_CATALOG and text.lower() in ZONE_CATALOG[z].country.lower()
