@@ -209,33 +209,33 @@ def load_settings(
     option_sources: dict[str, dict[str, str]] = {}
     # Relative paths in a project file are relative to that file, not to the cwd.
     bases = {path.name: path.resolve().parent} if path is not None else {}
-    for origin, layer in layers:
+    for where, layer in layers:
         unknown = [k for k in layer if k not in _TOP_LEVEL]
         if unknown:
             raise ConfigurationError(
-                f"unknown setting {unknown[0]!r} in {origin}; allowed: {', '.join(_TOP_LEVEL)}"
+                f"unknown setting {unknown[0]!r} in {where}; allowed: {', '.join(_TOP_LEVEL)}"
             )
         if "provider" in layer:
-            provider = _check_provider_name(layer["provider"], "provider", origin)
-            sources["provider"] = origin
+            provider = _check_provider_name(layer["provider"], "provider", where)
+            sources["provider"] = where
         if "fallback" in layer:
-            fallback = _check_fallback(layer["fallback"], origin)
-            sources["fallback"] = origin
+            fallback = _check_fallback(layer["fallback"], where)
+            sources["fallback"] = where
         tables = layer.get("providers", {})
         if not isinstance(tables, Mapping):
-            raise ConfigurationError(f"'providers' in {origin} must be a table of provider tables")
+            raise ConfigurationError(f"'providers' in {where} must be a table of provider tables")
         for name, opts in tables.items():
-            key = _check_provider_name(name, f"providers.{name}", origin)
+            key = _check_provider_name(name, f"providers.{name}", where)
             if not isinstance(opts, Mapping):
                 raise ConfigurationError(
-                    f"providers.{name} in {origin} must be a table of options, got {opts!r}"
+                    f"providers.{name} in {where} must be a table of options, got {opts!r}"
                 )
-            if origin in bases:
-                _refuse_secrets(key, opts, origin)
+            if where in bases:
+                _refuse_secrets(key, opts, where)
             raw_options.setdefault(key, {}).update(opts)
             for opt in opts:
-                option_sources.setdefault(key, {})[opt] = origin
-                sources[f"providers.{key}.{opt}"] = origin
+                option_sources.setdefault(key, {})[opt] = where
+                sources[f"providers.{key}.{opt}"] = where
 
     if primary_options:
         raw_options.setdefault(provider, {}).update(primary_options)

@@ -159,3 +159,14 @@ def test_console_script_on_a_fresh_install():
     )
     assert done.returncode == 0, done.stderr
     assert len(json.loads(done.stdout)["data"]["DE"]) == 24
+
+
+def test_option_flag_is_labelled_command_line(capsys):
+    code, out, _ = run(capsys, "config", "show", "-o", "seed=4", "--json")
+    rows = {r["key"]: r for r in json.loads(out)["settings"]}
+    assert code == 0
+    assert rows["providers.default.seed"] == {
+        "key": "providers.default.seed",
+        "value": "4",
+        "source": "command line",
+    }
