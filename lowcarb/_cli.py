@@ -129,7 +129,8 @@ ZoneOpt = Annotated[
         "--zone",
         "-z",
         metavar="ZONE",
-        help="Zone id, LAT,LON or cloud region like aws:eu-central-1 (repeatable; default: all).",
+        help="Zone id, LAT,LON or cloud region like aws:eu-central-1 "
+        "(repeatable; default: the provider's zones).",
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
@@ -380,7 +381,7 @@ def forecast(
 @app.command()
 def resolve(
     location: Annotated[
-        list[str], typer.Argument(metavar="LOCATION...", help="Zone ids, LAT,LON or cloud:region.")
+        list[str], typer.Argument(metavar="LOCATION", help="Zone ids, LAT,LON or cloud:region.")
     ],
     provider: ProviderOpt = None,
     option: OptionOpt = None,

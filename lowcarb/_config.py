@@ -443,7 +443,7 @@ def _build_options(
         env = f"LOWCARB_{_env_name(provider)}_{missing[0].upper()}"
         raise ConfigurationError(
             f"provider {provider!r} needs providers.{provider}.{missing[0]}; set it in "
-            f"lowcarb.toml, with {env}, or on the command line"
+            f"lowcarb.toml, with {env}, or as an argument (CLI: -o {missing[0]}=...)"
         )
     try:
         return options_type(**values)

@@ -90,7 +90,7 @@ class FallbackProvider(CarbonProvider):
                 provider=self.name,
             ) from last
         raise InvalidInputError(
-            "no provider in the chain serves " + ", ".join(zones) + ": " + "; ".join(notes)
+            "no provider in the chain can answer for " + ", ".join(zones) + ": " + "; ".join(notes)
         )
 
     def _latest(self, zones: list[str]) -> IntensitySeries:

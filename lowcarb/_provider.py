@@ -288,6 +288,10 @@ class AsyncCarbonProvider(abc.ABC):
     async def served_zones(self) -> list[str]:
         """Zone ids this provider can answer for."""
 
+    async def default_zones(self) -> list[str]:
+        """Zones to use when a caller names none; see :meth:`CarbonProvider.default_zones`."""
+        return await self.served_zones()
+
     @abc.abstractmethod
     async def latest(self, zones: Sequence[str]) -> IntensitySeries:
         """See :meth:`CarbonProvider.latest`."""
@@ -345,6 +349,10 @@ class ThreadedAsyncProvider(AsyncCarbonProvider):
     async def served_zones(self) -> list[str]:
         """Zone ids served by the wrapped provider."""
         return await asyncio.to_thread(self.provider.served_zones)
+
+    async def default_zones(self) -> list[str]:
+        """The wrapped provider's default zones."""
+        return await asyncio.to_thread(self.provider.default_zones)
 
     async def latest(self, zones: Sequence[str]) -> IntensitySeries:
         """See :meth:`CarbonProvider.latest`."""

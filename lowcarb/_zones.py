@@ -371,6 +371,16 @@ def _representative_points() -> tuple[tuple[str, float, float], ...]:
     return tuple(points)
 
 
+def _nearest_served(zone: str, served: list[str], n: int = 3) -> list[str]:
+    """Served zones closest to ``zone``'s point (for suggestions; spelling means nothing here)."""
+    origin = ZONE_CATALOG.get(zone)
+    if origin is None:
+        return suggest_zones(zone, served, n)
+    known = [ZONE_CATALOG[z] for z in served if z in ZONE_CATALOG]
+    known.sort(key=lambda z: _haversine_km(origin.lat, origin.lon, z.lat, z.lon))
+    return [z.zone for z in known[:n]]
+
+
 def parse_location(text: str) -> tuple[float, float] | None:
     """Return ``(lat, lon)`` if ``text`` looks like ``LAT,LON``, else None.
 
@@ -477,7 +487,7 @@ def resolve_zone(
             )
         if mapped.upper() not in exact:
             raise UnknownZoneError(
-                query, suggest_zones(mapped, served), where=where, detail=f"it is in {mapped}"
+                query, _nearest_served(mapped, served), where=where, detail=f"it is in {mapped}"
             )
         return ZoneResolution(query, exact[mapped.upper()], "cloud-region")
 
