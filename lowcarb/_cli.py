@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Annotated, Any
@@ -266,6 +267,26 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
         _out.print(f"note: {note}")
 
 
+def _show_series(
+    title: str,
+    provider: str | None,
+    option: list[str] | None,
+    now: str | None,
+    zone: list[str] | None,
+    as_json: bool,
+    fetch: Callable[[CarbonProvider, list[str]], IntensitySeries],
+) -> None:
+    """Open the provider, resolve the zones, fetch, and print a table or JSON."""
+    _state.now = now or _state.now
+    with _open(provider, option) as p:
+        chosen, resolutions = _resolve(p, zone)
+        series = fetch(p, chosen)
+        if as_json:
+            _print_json(_series_payload(series, resolutions))
+        else:
+            _print_series(title, series, resolutions)
+
+
 # -- commands ---------------------------------------------------------------------------------
 
 
@@ -309,14 +330,9 @@ def latest(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the most recent carbon intensity."""
-    _state.now = now or _state.now
-    with _open(provider, option) as p:
-        chosen, resolutions = _resolve(p, zone)
-        series = p.latest(chosen)
-        if as_json:
-            _print_json(_series_payload(series, resolutions))
-        else:
-            _print_series("Latest carbon intensity", series, resolutions)
+    _show_series(
+        "Latest carbon intensity", provider, option, now, zone, as_json, lambda p, z: p.latest(z)
+    )
 
 
 @app.command()
@@ -340,18 +356,15 @@ def history(
     as_json: JsonOpt = False,
 ) -> None:
     """Show past carbon intensity."""
-    _state.now = now or _state.now
-    with _open(provider, option) as p:
-        chosen, resolutions = _resolve(p, zone)
+    if start and hours:
+        raise InvalidInputError("give either --start or --hours, not both")
+
+    def fetch(p: CarbonProvider, zones: list[str]) -> IntensitySeries:
         stop = parse_time(end, "--end") if end else p.clock.now()
-        if start and hours:
-            raise InvalidInputError("give either --start or --hours, not both")
         first = parse_time(start, "--start") if start else stop - timedelta(hours=hours or 24)
-        series = p.history(chosen, first, stop)
-        if as_json:
-            _print_json(_series_payload(series, resolutions))
-        else:
-            _print_series("Carbon intensity history", series, resolutions)
+        return p.history(zones, first, stop)
+
+    _show_series("Carbon intensity history", provider, option, now, zone, as_json, fetch)
 
 
 @app.command()
@@ -367,15 +380,16 @@ def forecast(
     as_json: JsonOpt = False,
 ) -> None:
     """Show forecast carbon intensity."""
-    _state.now = now or _state.now
-    with _open(provider, option) as p:
-        chosen, resolutions = _resolve(p, zone)
-        first = parse_time(start, "--start") if start else None
-        series = p.forecast(chosen, first, timedelta(hours=hours))
-        if as_json:
-            _print_json(_series_payload(series, resolutions))
-        else:
-            _print_series(f"Carbon intensity forecast, next {hours} h", series, resolutions)
+    first = parse_time(start, "--start") if start else None
+    _show_series(
+        f"Carbon intensity forecast, next {hours} h",
+        provider,
+        option,
+        now,
+        zone,
+        as_json,
+        lambda p, z: p.forecast(z, first, timedelta(hours=hours)),
+    )
 
 
 @app.command()
