@@ -22,16 +22,16 @@ if TYPE_CHECKING:
     from lowcarb.backends._default import DefaultProvider
     from lowcarb.backends._file import FileProvider
 
-_LAZY = {
-    "DefaultProvider": "lowcarb.backends._default",
-    "FileProvider": "lowcarb.backends._file",
-}
-
 
 def __getattr__(name: str) -> Any:
-    # Import providers on first access, so that `import lowcarb.backends` stays cheap.
-    if name in _LAZY:
-        import importlib
+    # Import a provider class on first access, from the registry's list of built-ins, so
+    # that `import lowcarb.backends` stays cheap and the built-ins are listed in one place.
+    import importlib
 
-        return getattr(importlib.import_module(_LAZY[name]), name)
+    from lowcarb._registry import _BUILTIN
+
+    for target in _BUILTIN.values():
+        module, _, attr = target.partition(":")
+        if attr == name:
+            return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'lowcarb.backends' has no attribute {name!r}")

@@ -815,14 +815,19 @@ class FileProvider(CarbonProvider):
     def _history(self, zones: list[str], start: datetime, end: datetime) -> IntensitySeries:
         data = self._loaded()
         lo_t, hi_t = pd.Timestamp(start), pd.Timestamp(end)
-        if lo_t < data.first or hi_t > data.end:
-            raise NoDataError(
-                f"no data for {_fmt(lo_t)} .. {_fmt(hi_t)}: {self._span(data)}; ask for a "
-                "range inside it",
-                provider=self.name,
-            )
+        self._require(data, lo_t, hi_t, "no data for", "ask for a range inside it")
         lo, hi = self._range(data, lo_t, hi_t)
         return self._series(data, zones, lo, hi)
+
+    def _require(
+        self, data: _Data, first: pd.Timestamp, end: pd.Timestamp, what: str, hint: str
+    ) -> None:
+        """Raise NoDataError unless ``[first, end)`` lies inside the data."""
+        if first < data.first or end > data.end:
+            raise NoDataError(
+                f"{what} {_fmt(first)} .. {_fmt(end)}: {self._span(data)}; {hint}",
+                provider=self.name,
+            )
 
     def _floor(self, data: _Data, when: pd.Timestamp) -> pd.Timestamp:
         step = pd.Timedelta(data.resolution)
@@ -847,12 +852,13 @@ class FileProvider(CarbonProvider):
         when = pd.Timestamp(start)
         first = self._floor(data, when) if when >= data.first else when
         end = first + pd.Timedelta(horizon)
-        if first < data.first or end > data.end:
-            raise NoDataError(
-                f"cannot replay {_fmt(first)} .. {_fmt(end)}: {self._span(data)}; ask for a "
-                "start and horizon inside it, or set the clock inside it (CLI: --now)",
-                provider=self.name,
-            )
+        self._require(
+            data,
+            first,
+            end,
+            "cannot replay",
+            "ask for a start and horizon inside it, or set the clock inside it (CLI: --now)",
+        )
         lo, hi = self._range(data, first, end)
         return self._series(
             data,

@@ -12,7 +12,7 @@ import math
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import timedelta
 from typing import Annotated, Any
 
@@ -50,7 +50,6 @@ class _State:
     config: str | None = None
     now: str | None = None
     debug: bool = False
-    settings: Settings | None = field(default=None, repr=False)
 
     def clock(self) -> Clock:
         if self.now:
@@ -97,7 +96,6 @@ def _root(
 ) -> None:
     """Carbon-aware, fair client selection for federated learning."""
     _state.config, _state.now, _state.debug = config, now, debug
-    _state.settings = None
     logging.basicConfig(
         level=logging.DEBUG if debug else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -495,28 +495,17 @@ def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
         if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
             return value.strip().lower() in _TRUE
         raise fail("true or false")
-    if hint is int:
-        if isinstance(value, bool):
-            raise fail("an integer")
-        if isinstance(value, int):
-            return value
+    if hint in (int, float):
+        allowed = "an integer" if hint is int else "a number"
+        accepted = int if hint is int else int | float
+        if isinstance(value, accepted) and not isinstance(value, bool):
+            return hint(value)
         if isinstance(value, str):
             try:
-                return int(value.strip())
+                return hint(value.strip())
             except ValueError:
                 pass
-        raise fail("an integer")
-    if hint is float:
-        if isinstance(value, bool):
-            raise fail("a number")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):
-            try:
-                return float(value.strip())
-            except ValueError:
-                pass
-        raise fail("a number")
+        raise fail(allowed)
     if hint is str:
         if isinstance(value, str) and value.strip():
             return value.strip()

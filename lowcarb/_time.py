@@ -17,7 +17,7 @@ import pandas as pd
 
 from lowcarb.exceptions import InvalidInputError
 
-__all__ = ["ensure_utc", "floor_time", "format_duration", "parse_duration", "parse_time"]
+__all__ = ["ensure_utc", "floor_time", "format_duration", "parse_time"]
 
 
 def ensure_utc(value: datetime | pd.Timestamp, name: str = "time") -> datetime:
@@ -62,23 +62,6 @@ def parse_time(text: str, name: str = "time") -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
-
-
-def parse_duration(text: str, name: str = "duration") -> timedelta:
-    """Parse a duration such as ``90m``, ``24h``, ``2d`` or ``30s`` (or a pandas offset).
-
-    Raises:
-        InvalidInputError: If the text is not a positive duration.
-    """
-    try:
-        delta = pd.Timedelta(text.strip()).to_pytimedelta()
-    except ValueError:
-        raise InvalidInputError(
-            f"{name}={text!r} is not a duration; use e.g. 15min, 1h, 2d"
-        ) from None
-    if delta <= timedelta(0):
-        raise InvalidInputError(f"{name}={text!r} must be positive")
-    return delta
 
 
 def floor_time(when: datetime, resolution: timedelta) -> datetime:

@@ -29,6 +29,7 @@ import pytest
 from lowcarb._clock import ManualClock
 from lowcarb._provider import CarbonProvider, ThreadedAsyncProvider
 from lowcarb._series import MAX_PLAUSIBLE_G_PER_KWH, IntensitySeries
+from lowcarb._time import floor_time
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 
 __all__ = ["ManualClock", "ProviderContract"]
@@ -100,7 +101,7 @@ class ProviderContract:
     def test_history(self, provider: CarbonProvider) -> None:
         """History returns exactly the intervals asked for."""
         step = provider.capabilities.resolution
-        end = self.now - (self.now - datetime(2000, 1, 1, tzinfo=self.now.tzinfo)) % step
+        end = floor_time(self.now, step)
         start = end - 6 * step
         series = provider.history(self.zones, start, end)
         self.check_series(series, provider)

@@ -136,3 +136,12 @@ def test_threaded_async_provider():
 
     zones, latest, fc, hist = asyncio.run(run())
     assert "DE" in zones and len(latest) == 1 and len(fc) == 3 and len(hist) == 3
+
+
+def test_builtins_are_importable_from_backends_by_class_name():
+    import lowcarb.backends as backends
+
+    for name in backends.__all__:
+        assert getattr(backends, name) is get_provider_class(getattr(backends, name).name)
+    with pytest.raises(AttributeError):
+        backends.NoSuchProvider  # noqa: B018
