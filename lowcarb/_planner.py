@@ -1,0 +1,192 @@
+"""The fair carbon planner: the rest of the training as a transportation problem.
+
+Clients that share a zone, an energy per round, a utility, an availability pattern and a
+remaining quota are interchangeable, so they form one *group*. The planner decides how
+many clients of each group take part in each future slot::
+
+    minimise    sum_{g,t} x[g,t] * cost[g,t]  +  M * (quota shortfall + quota excess)
+    subject to  sum_g x[g,t] = K * y[t]                 every slot runs K clients or none
+                sum_t y[t] = rounds                     the training's remaining rounds
+                size[g] * lo[g] <= sum_t x[g,t] <= size[g] * hi[g]   (soft, penalty M)
+                0 <= x[g,t] <= size[g] * available[g,t],  x integer,  y binary
+
+When every slot must run (no deadline slack) ``y`` is fixed to 1 and the problem is a
+bounded transportation problem, whose constraint matrix is totally unimodular: the LP
+optimum is integral and HiGHS finds it at the root. With slack, the binaries ``y`` let
+the plan pause whole rounds or start later (Pause-and-Resume, Flexible Start).
+
+Quotas are soft with a penalty larger than any possible saving, so a plan always exists
+(for example when new clients join late and cannot all reach their share); the penalty
+makes the planner violate them as little as possible, and the result reports by how much.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from lowcarb.exceptions import InvalidInputError, LowcarbError
+
+__all__ = ["Plan", "PlanningProblem", "solve_plan"]
+
+
+@dataclass(frozen=True)
+class PlanningProblem:
+    """One planning instance over groups of interchangeable clients.
+
+    Attributes:
+        cost: ``(G, T)`` cost of one client of group g taking part in slot t (gCO2eq,
+            possibly minus a utility value); slot 0 is the current round.
+        size: ``(G,)`` clients per group.
+        quota_lo: ``(G,)`` fewest further rounds each client of the group should take.
+        quota_hi: ``(G,)`` most further rounds each client of the group may take.
+        per_round: Clients per round (K).
+        rounds: Rounds to place in the T slots (``rounds == T``: every slot runs).
+        available: ``(G, T)`` whether the group's clients can run in slot t; None: always.
+    """
+
+    cost: np.ndarray
+    size: np.ndarray
+    quota_lo: np.ndarray
+    quota_hi: np.ndarray
+    per_round: int
+    rounds: int
+    available: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        groups, slots = self.cost.shape
+        if groups == 0 or slots == 0:
+            raise InvalidInputError("a plan needs at least one group and one slot")
+        for name in ("size", "quota_lo", "quota_hi"):
+            if getattr(self, name).shape != (groups,):
+                raise InvalidInputError(f"{name} must have one entry per group ({groups})")
+        if not np.all(np.isfinite(self.cost)):
+            raise InvalidInputError("plan costs must be finite")
+        if not 1 <= self.rounds <= slots:
+            raise InvalidInputError(f"rounds={self.rounds} must be between 1 and {slots} slots")
+        if self.per_round < 1:
+            raise InvalidInputError(f"per_round={self.per_round} must be at least 1")
+        if self.available is not None and self.available.shape != (groups, slots):
+            raise InvalidInputError("available must have shape (groups, slots)")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The planner's answer.
+
+    Attributes:
+        counts: ``(G, T)`` clients of each group in each slot (integers).
+        runs: ``(T,)`` whether a round runs in each slot.
+        cost: Planned total cost (same unit as the problem's cost).
+        shortfall: Client-rounds below the lower quotas the plan could not avoid.
+        excess: Client-rounds above the upper quotas the plan could not avoid.
+    """
+
+    counts: np.ndarray
+    runs: np.ndarray
+    cost: float
+    shortfall: int
+    excess: int
+
+    @property
+    def now(self) -> np.ndarray:
+        """Clients of each group in the current slot."""
+        return self.counts[:, 0]
+
+    @property
+    def next_run(self) -> int:
+        """Index of the first slot that runs (0 = now)."""
+        return int(np.argmax(self.runs))
+
+
+def solve_plan(problem: PlanningProblem) -> Plan:
+    """Solve the planning problem exactly with HiGHS (scipy).
+
+    Raises:
+        LowcarbError: If some slot cannot be filled with K available clients.
+    """
+    cost, size, k = problem.cost, problem.size.astype(float), problem.per_round
+    groups, slots = cost.shape
+    pause = problem.rounds < slots
+    cap = np.broadcast_to(size[:, None], (groups, slots)).astype(float)
+    if problem.available is not None:
+        cap = cap * problem.available
+    runnable = cap.sum(axis=0) >= k
+    if runnable.sum() < problem.rounds:
+        raise LowcarbError(
+            f"only {int(runnable.sum())} of {slots} slots have {k} available clients, "
+            f"but {problem.rounds} rounds are needed"
+        )
+
+    # Costs normalised to [0, 1] so that a quota penalty of (client-rounds + 1) is larger
+    # than any achievable saving: fairness is lexicographically first.
+    low, span = float(cost.min()), float(np.ptp(cost))
+    scaled = (cost - low) / span if span > 0 else np.zeros_like(cost)
+    penalty = float(problem.rounds * k + 1)
+
+    n_x = groups * slots
+    n_y = slots if pause else 0
+    # Variables: x (group-major), y (slots, only with pause), shortfall (G), excess (G).
+    c = np.concatenate([scaled.ravel(), np.zeros(n_y), np.full(2 * groups, penalty)])
+    n = c.size
+    x_cols = np.arange(n_x)
+    g_of, t_of = np.divmod(x_cols, slots)
+    rows, cols, vals, lo_b, hi_b = [], [], [], [], []
+
+    # Each slot: sum_g x[g,t] - K y[t] = 0, or = K when every slot runs.
+    rows.append(t_of), cols.append(x_cols), vals.append(np.ones(n_x))
+    if pause:
+        rows.append(np.arange(slots)), cols.append(n_x + np.arange(slots))
+        vals.append(np.full(slots, -float(k)))
+        lo_b.append(np.zeros(slots)), hi_b.append(np.zeros(slots))
+    else:
+        lo_b.append(np.full(slots, float(k))), hi_b.append(np.full(slots, float(k)))
+    row0 = slots
+    # Each group: size*lo <= sum_t x + shortfall - excess <= size*hi.
+    rows.append(row0 + g_of), cols.append(x_cols), vals.append(np.ones(n_x))
+    short_cols = n_x + n_y + np.arange(groups)
+    rows.append(row0 + np.arange(groups)), cols.append(short_cols), vals.append(np.ones(groups))
+    rows.append(row0 + np.arange(groups)), cols.append(short_cols + groups)
+    vals.append(-np.ones(groups))
+    lo_b.append(size * problem.quota_lo), hi_b.append(size * problem.quota_hi)
+    n_rows = row0 + groups
+    if pause:
+        # Exactly the remaining rounds run.
+        rows.append(np.full(slots, n_rows)), cols.append(n_x + np.arange(slots))
+        vals.append(np.ones(slots))
+        lo_b.append(np.array([float(problem.rounds)])), hi_b.append([float(problem.rounds)])
+        n_rows += 1
+
+    matrix = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n)
+    )
+    upper = np.concatenate(
+        [cap.ravel(), np.where(runnable, 1.0, 0.0)[:n_y], np.full(2 * groups, np.inf)]
+    )
+    integrality = np.zeros(n)
+    # x is integral at any LP vertex when y is fixed (total unimodularity); with pause the
+    # binaries need branching, and marking x integral too keeps the answer exact.
+    if pause:
+        integrality[: n_x + n_y] = 1
+    constraints = LinearConstraint(matrix, np.concatenate(lo_b), np.concatenate(hi_b))
+    bounds = Bounds(np.zeros(n), upper)
+    result = milp(c, constraints=constraints, bounds=bounds, integrality=integrality)
+    if result.x is not None and not pause and np.abs(result.x - np.rint(result.x)).max() > 1e-6:
+        # A solver may stop at a non-vertex optimum of a degenerate LP; ask for integers.
+        integrality[:n_x] = 1
+        result = milp(c, constraints=constraints, bounds=bounds, integrality=integrality)
+    if result.x is None:  # pragma: no cover - the soft quotas make every instance feasible
+        raise LowcarbError(f"the planner found no plan: {result.message}")
+    solution = np.rint(result.x)
+    counts = solution[:n_x].reshape(groups, slots).astype(np.int64)
+    runs = solution[n_x : n_x + n_y] > 0.5 if pause else np.ones(slots, dtype=bool)
+    return Plan(
+        counts=counts,
+        runs=runs,
+        cost=float((counts * cost).sum()),
+        shortfall=int(solution[n_x + n_y : n_x + n_y + groups].sum()),
+        excess=int(solution[n_x + n_y + groups :].sum()),
+    )
