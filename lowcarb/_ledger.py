@@ -1,0 +1,448 @@
+"""The participation ledger: fairness state and per-round records in SQLite.
+
+One file holds any number of training runs. Every round is written in one transaction
+(the round, its client-rounds and the participation counts together), in WAL mode with
+``synchronous=FULL``, so a process killed at any instant leaves either the whole round or
+none of it, and a restarted process continues with the same fairness state.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from lowcarb._time import ensure_utc
+from lowcarb.exceptions import DataValidationError, InvalidInputError
+
+__all__ = ["ClientRound", "Ledger", "RoundRecord"]
+
+_SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, created_at TEXT NOT NULL, config TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS participation (
+    run_id TEXT NOT NULL, client_id TEXT NOT NULL, zone TEXT NOT NULL,
+    rounds INTEGER NOT NULL, last_round INTEGER NOT NULL,
+    PRIMARY KEY (run_id, client_id)
+);
+CREATE TABLE IF NOT EXISTS rounds (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL,
+    decided_at TEXT NOT NULL, start TEXT NOT NULL, end TEXT NOT NULL,
+    policy TEXT NOT NULL, reason TEXT NOT NULL, signal TEXT NOT NULL,
+    candidates INTEGER NOT NULL, random_expected_g REAL, random_actual_g REAL,
+    metrics TEXT NOT NULL DEFAULT '{}', completed_at TEXT,
+    PRIMARY KEY (run_id, round)
+);
+CREATE TABLE IF NOT EXISTS client_rounds (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, client_id TEXT NOT NULL,
+    zone TEXT NOT NULL, energy_kwh REAL NOT NULL, energy_source TEXT NOT NULL,
+    intensity_used REAL NOT NULL, intensity_actual REAL,
+    PRIMARY KEY (run_id, round, client_id)
+);
+CREATE TABLE IF NOT EXISTS pauses (
+    run_id TEXT NOT NULL, decided_at TEXT NOT NULL, wait_until TEXT NOT NULL,
+    reason TEXT NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True)
+class ClientRound:
+    """One client's part in one round.
+
+    Attributes:
+        client_id: The client.
+        zone: Its grid zone.
+        energy_kwh: Energy of its round (kWh): the model's estimate or a measurement.
+        energy_source: ``model`` or ``measured``.
+        intensity_used: Intensity the decision used (gCO2eq/kWh).
+        intensity_actual: Intensity that really applied, once known (gCO2eq/kWh).
+    """
+
+    client_id: str
+    zone: str
+    energy_kwh: float
+    energy_source: str
+    intensity_used: float
+    intensity_actual: float | None = None
+
+    @property
+    def emissions_expected_g(self) -> float:
+        """gCO2eq with the intensity the decision used."""
+        return self.energy_kwh * self.intensity_used
+
+    @property
+    def emissions_g(self) -> float:
+        """gCO2eq with the actual intensity when known, else the expected one."""
+        intensity = self.intensity_used if self.intensity_actual is None else self.intensity_actual
+        return self.energy_kwh * intensity
+
+
+@dataclass(frozen=True)
+class RoundRecord:
+    """One round as the ledger keeps it.
+
+    Attributes:
+        round: Round number within the run (1-based).
+        decided_at: When the decision was taken (UTC).
+        start: Start of the round's slot (UTC).
+        end: End of the round's slot (UTC).
+        policy: The policy's name.
+        reason: The decision's human reason.
+        signal: Provenance of the carbon signal (provider, method, issued_at, fallback).
+        candidates: How many clients were eligible.
+        clients: The selected clients' records.
+        random_expected_g: Expected gCO2eq had K candidates been drawn at random, with
+            the intensities the decision used (the counterfactual).
+        random_actual_g: The same with actual intensities, once known.
+        metrics: Reported metrics (e.g. ``accuracy``).
+        completed_at: When the round was reported complete.
+    """
+
+    round: int
+    decided_at: datetime
+    start: datetime
+    end: datetime
+    policy: str
+    reason: str
+    signal: Mapping[str, Any]
+    candidates: int
+    clients: tuple[ClientRound, ...]
+    random_expected_g: float | None = None
+    random_actual_g: float | None = None
+    metrics: Mapping[str, float] = field(default_factory=dict)
+    completed_at: datetime | None = None
+
+    @property
+    def energy_kwh(self) -> float:
+        """Total energy of the round (kWh)."""
+        return sum(c.energy_kwh for c in self.clients)
+
+    @property
+    def emissions_g(self) -> float:
+        """Total gCO2eq of the round (actual intensities where known)."""
+        return sum(c.emissions_g for c in self.clients)
+
+
+def _iso(when: datetime) -> str:
+    return ensure_utc(when).isoformat()
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+class Ledger:
+    """Participation counts and round records in a SQLite database.
+
+    Args:
+        path: Database file; ``None`` or ``":memory:"`` keeps it in memory (simulations).
+
+    Example:
+        >>> ledger = Ledger()
+        >>> ledger.open_run("demo", config={"rounds": 3})
+        >>> ledger.participation("demo")
+        {}
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        self.path: str | Path = ":memory:" if path is None or path == ":memory:" else Path(path)
+        if isinstance(self.path, Path):
+            if self.path.is_dir():
+                raise InvalidInputError(f"ledger path {self.path} is a directory, not a file")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        try:
+            self._db = sqlite3.connect(
+                str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
+            )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.execute("PRAGMA foreign_keys=ON")
+            # executescript commits on its own; CREATE ... IF NOT EXISTS is idempotent.
+            self._db.executescript(_SCHEMA)
+            with self._transaction():
+                self._check_version()
+        except sqlite3.DatabaseError as exc:
+            raise DataValidationError(f"{self.path} is not a lowcarb ledger: {exc}") from exc
+
+    def _check_version(self) -> None:
+        row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
+        elif int(row[0]) != _SCHEMA_VERSION:
+            raise DataValidationError(
+                f"{self.path} has ledger schema {row[0]}; this lowcarb reads {_SCHEMA_VERSION}"
+            )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        # Explicit BEGIN IMMEDIATE: one writer at a time, and a round is all or nothing.
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r})"
+
+    def close(self) -> None:
+        """Close the database (committed rounds are already on disk)."""
+        self._db.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------
+
+    def open_run(
+        self, run_id: str, *, config: Mapping[str, Any], now: datetime | None = None
+    ) -> bool:
+        """Create the run, or resume it if it exists.
+
+        Returns:
+            True if the run existed (a resumed training).
+        """
+        if not run_id or not isinstance(run_id, str):
+            raise InvalidInputError("run_id must be a non-empty string")
+        stamp = _iso(now if now is not None else datetime.now(UTC))
+        with self._lock, self._transaction() as db:
+            found = db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone()
+            if found is None:
+                db.execute(
+                    "INSERT INTO runs VALUES (?, ?, ?)",
+                    (run_id, stamp, json.dumps(dict(config), default=str, sort_keys=True)),
+                )
+        return found is not None
+
+    def runs(self) -> list[str]:
+        """Run ids in the ledger, oldest first."""
+        rows = self._db.execute("SELECT run_id FROM runs ORDER BY created_at, run_id")
+        return [r[0] for r in rows]
+
+    def run_config(self, run_id: str) -> dict[str, Any]:
+        """The configuration a run was opened with."""
+        row = self._db.execute("SELECT config FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            raise InvalidInputError(f"no run {run_id!r} in {self.path}")
+        return dict(json.loads(row[0]))
+
+    # -- fairness state ---------------------------------------------------------------
+
+    def participation(self, run_id: str) -> dict[str, int]:
+        """Rounds taken so far by each known client of the run."""
+        rows = self._db.execute(
+            "SELECT client_id, rounds FROM participation WHERE run_id=?", (run_id,)
+        )
+        return {client: int(n) for client, n in rows}
+
+    def register_clients(self, run_id: str, clients: Mapping[str, str]) -> None:
+        """Record clients (id -> zone) as part of the run's population, with 0 rounds."""
+        with self._lock, self._transaction() as db:
+            db.executemany(
+                "INSERT INTO participation VALUES (?, ?, ?, 0, 0) "
+                "ON CONFLICT (run_id, client_id) DO UPDATE SET zone=excluded.zone",
+                [(run_id, cid, zone) for cid, zone in clients.items()],
+            )
+
+    def rounds_done(self, run_id: str) -> int:
+        """Highest round number recorded for the run (0 if none)."""
+        row = self._db.execute("SELECT MAX(round) FROM rounds WHERE run_id=?", (run_id,)).fetchone()
+        return int(row[0] or 0)
+
+    # -- rounds -----------------------------------------------------------------------
+
+    def record_round(self, run_id: str, record: RoundRecord) -> None:
+        """Write a decided round, its client-rounds and the participation counts, atomically.
+
+        Raises:
+            InvalidInputError: If the round number is already recorded.
+        """
+        ids = [c.client_id for c in record.clients]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError(f"round {record.round}: a client is listed twice")
+        with self._lock, self._transaction() as db:
+            try:
+                db.execute(
+                    "INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (
+                        run_id,
+                        record.round,
+                        _iso(record.decided_at),
+                        _iso(record.start),
+                        _iso(record.end),
+                        record.policy,
+                        record.reason,
+                        json.dumps(dict(record.signal), default=str, sort_keys=True),
+                        record.candidates,
+                        record.random_expected_g,
+                        record.random_actual_g,
+                        json.dumps(dict(record.metrics), sort_keys=True),
+                        None if record.completed_at is None else _iso(record.completed_at),
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise InvalidInputError(
+                    f"round {record.round} of run {run_id!r} is already recorded"
+                ) from exc
+            db.executemany(
+                "INSERT INTO client_rounds VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        run_id,
+                        record.round,
+                        c.client_id,
+                        c.zone,
+                        c.energy_kwh,
+                        c.energy_source,
+                        c.intensity_used,
+                        c.intensity_actual,
+                    )
+                    for c in record.clients
+                ],
+            )
+            db.executemany(
+                "INSERT INTO participation VALUES (?, ?, ?, 1, ?) "
+                "ON CONFLICT (run_id, client_id) DO UPDATE SET rounds=rounds+1, "
+                "last_round=excluded.last_round, zone=excluded.zone",
+                [(run_id, c.client_id, c.zone, record.round) for c in record.clients],
+            )
+
+    def complete_round(
+        self,
+        run_id: str,
+        round_number: int,
+        *,
+        completed_at: datetime,
+        actual: Mapping[str, float] | None = None,
+        energy_kwh: Mapping[str, float] | None = None,
+        random_actual_g: float | None = None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> None:
+        """Add what became known after a round: actual intensities, measured energy, metrics.
+
+        Args:
+            run_id: The run.
+            round_number: The round.
+            completed_at: When it completed (UTC).
+            actual: Actual intensity per zone (gCO2eq/kWh).
+            energy_kwh: Measured energy per client (kWh); replaces the model's estimate.
+            random_actual_g: The random counterfactual with actual intensities.
+            metrics: Metrics to merge into the round's (e.g. ``{"accuracy": 0.91}``).
+
+        Raises:
+            InvalidInputError: If the round is not recorded or a client is not in it.
+        """
+        with self._lock, self._transaction() as db:
+            row = db.execute(
+                "SELECT metrics FROM rounds WHERE run_id=? AND round=?", (run_id, round_number)
+            ).fetchone()
+            if row is None:
+                raise InvalidInputError(f"round {round_number} of run {run_id!r} is not recorded")
+            merged = {**json.loads(row[0]), **dict(metrics or {})}
+            db.execute(
+                "UPDATE rounds SET completed_at=?, metrics=?, "
+                "random_actual_g=COALESCE(?, random_actual_g) WHERE run_id=? AND round=?",
+                (
+                    _iso(completed_at),
+                    json.dumps(merged, sort_keys=True),
+                    random_actual_g,
+                    run_id,
+                    round_number,
+                ),
+            )
+            for zone, value in (actual or {}).items():
+                db.execute(
+                    "UPDATE client_rounds SET intensity_actual=? "
+                    "WHERE run_id=? AND round=? AND zone=?",
+                    (float(value), run_id, round_number, zone),
+                )
+            for client, value in (energy_kwh or {}).items():
+                updated = db.execute(
+                    "UPDATE client_rounds SET energy_kwh=?, energy_source='measured' "
+                    "WHERE run_id=? AND round=? AND client_id=?",
+                    (float(value), run_id, round_number, client),
+                ).rowcount
+                if not updated:
+                    raise InvalidInputError(
+                        f"client {client!r} did not take part in round {round_number}"
+                    )
+
+    def record_pause(
+        self, run_id: str, *, decided_at: datetime, wait_until: datetime, reason: str
+    ) -> None:
+        """Record a decision to wait instead of running a round."""
+        with self._lock, self._transaction() as db:
+            db.execute(
+                "INSERT INTO pauses VALUES (?, ?, ?, ?)",
+                (run_id, _iso(decided_at), _iso(wait_until), reason),
+            )
+
+    def pauses(self, run_id: str) -> list[tuple[datetime, datetime, str]]:
+        """Recorded pauses: (decided_at, wait_until, reason)."""
+        rows = self._db.execute(
+            "SELECT decided_at, wait_until, reason FROM pauses WHERE run_id=? ORDER BY rowid",
+            (run_id,),
+        )
+        return [(datetime.fromisoformat(a), datetime.fromisoformat(b), r) for a, b, r in rows]
+
+    def rounds(self, run_id: str, *, since: int = 0) -> list[RoundRecord]:
+        """Round records of a run, in order, from round ``since + 1``."""
+        clients: dict[int, list[ClientRound]] = {}
+        for row in self._db.execute(
+            "SELECT round, client_id, zone, energy_kwh, energy_source, intensity_used, "
+            "intensity_actual FROM client_rounds WHERE run_id=? AND round>? "
+            "ORDER BY round, client_id",
+            (run_id, since),
+        ):
+            clients.setdefault(row[0], []).append(ClientRound(*row[1:]))
+        out = []
+        for row in self._db.execute(
+            "SELECT round, decided_at, start, end, policy, reason, signal, candidates, "
+            "random_expected_g, random_actual_g, metrics, completed_at FROM rounds "
+            "WHERE run_id=? AND round>? ORDER BY round",
+            (run_id, since),
+        ):
+            out.append(
+                RoundRecord(
+                    round=row[0],
+                    decided_at=datetime.fromisoformat(row[1]),
+                    start=datetime.fromisoformat(row[2]),
+                    end=datetime.fromisoformat(row[3]),
+                    policy=row[4],
+                    reason=row[5],
+                    signal=json.loads(row[6]),
+                    candidates=row[7],
+                    clients=tuple(clients.get(row[0], ())),
+                    random_expected_g=row[8],
+                    random_actual_g=row[9],
+                    metrics=json.loads(row[10]),
+                    completed_at=_when(row[11]),
+                )
+            )
+        return out
+
+    def check(self) -> None:
+        """Run SQLite's integrity check.
+
+        Raises:
+            DataValidationError: If the file is damaged.
+        """
+        result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
+        if result != "ok":
+            raise DataValidationError(f"ledger {self.path} is damaged: {result}")
