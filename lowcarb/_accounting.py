@@ -1,0 +1,218 @@
+"""Energy and carbon accounting of a training run, in the spirit of the SCI.
+
+The Green Software Foundation's Software Carbon Intensity is ``SCI = (E x I + M) per R``.
+Here E is the energy of each client-round (modelled or measured), I the grid intensity
+where and when it ran (actual once known, else the one the decision used), M (embodied
+emissions) is left out, and R is one round and the whole run.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowcarb._ledger import RoundRecord
+
+__all__ = ["RunSummary", "jain_index", "summarize"]
+
+
+def jain_index(counts: Sequence[float] | np.ndarray) -> float:
+    """Jain's fairness index of participation counts: 1 = perfectly even, 1/n = one client.
+
+    Returns 1.0 for an empty or all-zero input (nothing is unfair yet).
+    """
+    x = np.asarray(counts, dtype=float)
+    total = float((x * x).sum())
+    return float(x.sum() ** 2 / (x.size * total)) if x.size and total > 0 else 1.0
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The account of one run.
+
+    Attributes:
+        run_id: The run.
+        rounds: Rounds recorded.
+        energy_kwh: Total energy (kWh).
+        emissions_g: Total gCO2eq, with actual intensities where known.
+        emissions_expected_g: Total gCO2eq with the intensities the decisions used.
+        actual_share: Fraction of client-rounds whose actual intensity is known.
+        random_g: The random-selection counterfactual (gCO2eq), actual where known.
+        saving_vs_random: ``1 - emissions_g / random_g`` (None without a counterfactual).
+        mean_intensity: Energy-weighted mean gCO2eq/kWh of the client-rounds.
+        sci_g_per_round: gCO2eq per round (R = one round).
+        accuracy_gain_per_kg: Accuracy points gained per kg CO2eq, when rounds report an
+            ``accuracy`` metric (first to last reported value).
+        participation: min, max, Jain's index and clients never selected.
+        per_round: One dict per round.
+        per_client: Rounds, kWh and gCO2eq per client.
+        per_zone: Client-rounds, kWh and gCO2eq per zone.
+        fallbacks: Rounds whose signal came from a fallback.
+    """
+
+    run_id: str
+    rounds: int
+    energy_kwh: float
+    emissions_g: float
+    emissions_expected_g: float
+    actual_share: float
+    random_g: float | None
+    saving_vs_random: float | None
+    mean_intensity: float | None
+    sci_g_per_round: float | None
+    accuracy_gain_per_kg: float | None
+    participation: dict[str, float]
+    per_round: list[dict[str, Any]] = field(repr=False)
+    per_client: dict[str, dict[str, float]] = field(repr=False)
+    per_zone: dict[str, dict[str, float]] = field(repr=False)
+    fallbacks: int = 0
+    _records: tuple[RoundRecord, ...] = field(default=(), repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (without the client-round rows; see :meth:`to_csv`)."""
+        out = {k: v for k, v in self.__dict__.items() if not k.startswith("_")}
+        out["units"] = {"energy": "kWh", "emissions": "gCO2eq", "intensity": "gCO2eq/kWh"}
+        return out
+
+    def to_json(self, path: str | Path) -> Path:
+        """Write :meth:`to_dict` as JSON; returns the path."""
+        target = Path(path)
+        target.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n")
+        return target
+
+    def to_csv(self, path: str | Path) -> Path:
+        """Write one row per client-round (the raw account) as CSV; returns the path."""
+        target = Path(path)
+        with target.open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(
+                [
+                    "run_id",
+                    "round",
+                    "start",
+                    "end",
+                    "client_id",
+                    "zone",
+                    "energy_kwh",
+                    "energy_source",
+                    "intensity_used_g_per_kwh",
+                    "intensity_actual_g_per_kwh",
+                    "emissions_g",
+                ]
+            )
+            for record in self._records:
+                for c in record.clients:
+                    writer.writerow(
+                        [
+                            self.run_id,
+                            record.round,
+                            record.start.isoformat(),
+                            record.end.isoformat(),
+                            c.client_id,
+                            c.zone,
+                            f"{c.energy_kwh:.6g}",
+                            c.energy_source,
+                            f"{c.intensity_used:.6g}",
+                            "" if c.intensity_actual is None else f"{c.intensity_actual:.6g}",
+                            f"{c.emissions_g:.6g}",
+                        ]
+                    )
+        return target
+
+
+def _add(table: dict[str, dict[str, float]], key: str, kwh: float, grams: float) -> None:
+    row = table.setdefault(key, {"rounds": 0, "energy_kwh": 0.0, "emissions_g": 0.0})
+    row["rounds"] += 1
+    row["energy_kwh"] += kwh
+    row["emissions_g"] += grams
+
+
+def summarize(
+    records: Sequence[RoundRecord], *, run_id: str = "", population: Mapping[str, int] | None = None
+) -> RunSummary:
+    """Account a run from its round records.
+
+    Args:
+        records: The ledger's rounds, in order.
+        run_id: The run's id, for the report.
+        population: Participation per known client (clients never selected count as 0).
+    """
+    per_round: list[dict[str, Any]] = []
+    per_client: dict[str, dict[str, float]] = {}
+    per_zone: dict[str, dict[str, float]] = {}
+    energy = grams = expected = random_g = 0.0
+    known = total = fallbacks = 0
+    random_complete = bool(records)
+    accuracies: list[float] = []
+    for record in records:
+        round_g = 0.0
+        for c in record.clients:
+            _add(per_client, c.client_id, c.energy_kwh, c.emissions_g)
+            _add(per_zone, c.zone, c.energy_kwh, c.emissions_g)
+            round_g += c.emissions_g
+            expected += c.emissions_expected_g
+            known += c.intensity_actual is not None
+            total += 1
+        energy += record.energy_kwh
+        grams += round_g
+        counterfactual = (
+            record.random_actual_g
+            if record.random_actual_g is not None
+            else record.random_expected_g
+        )
+        if counterfactual is None:
+            random_complete = False
+        else:
+            random_g += counterfactual
+        fallbacks += bool(record.signal.get("fallback"))
+        if "accuracy" in record.metrics:
+            accuracies.append(float(record.metrics["accuracy"]))
+        per_round.append(
+            {
+                "round": record.round,
+                "start": record.start.isoformat(),
+                "clients": len(record.clients),
+                "energy_kwh": record.energy_kwh,
+                "emissions_g": round_g,
+                "random_g": counterfactual,
+                "metrics": dict(record.metrics),
+                "fallback": record.signal.get("fallback"),
+            }
+        )
+    counts = dict.fromkeys(population or {}, 0)
+    counts.update({cid: int(row["rounds"]) for cid, row in per_client.items()})
+    values = np.array(list(counts.values()), dtype=float)
+    kg = grams / 1000.0
+    gain = None
+    if len(accuracies) >= 2 and kg > 0:
+        gain = (accuracies[-1] - accuracies[0]) * 100.0 / kg
+    return RunSummary(
+        run_id=run_id,
+        rounds=len(records),
+        energy_kwh=energy,
+        emissions_g=grams,
+        emissions_expected_g=expected,
+        actual_share=known / total if total else 0.0,
+        random_g=random_g if random_complete else None,
+        saving_vs_random=1.0 - grams / random_g if random_complete and random_g > 0 else None,
+        mean_intensity=grams / energy if energy > 0 else None,
+        sci_g_per_round=grams / len(records) if records else None,
+        accuracy_gain_per_kg=gain,
+        participation={
+            "min": float(values.min()) if values.size else 0.0,
+            "max": float(values.max()) if values.size else 0.0,
+            "jain": jain_index(values),
+            "never": int((values == 0).sum()),
+        },
+        per_round=per_round,
+        per_client=per_client,
+        per_zone=per_zone,
+        fallbacks=fallbacks,
+        _records=tuple(records),
+    )
