@@ -13,7 +13,11 @@ many clients of each group take part in each future slot::
 When every slot must run (no deadline slack) ``y`` is fixed to 1 and the problem is a
 bounded transportation problem, whose constraint matrix is totally unimodular: the LP
 optimum is integral and HiGHS finds it at the root. With slack, the binaries ``y`` let
-the plan pause whole rounds or start later (Pause-and-Resume, Flexible Start).
+the plan pause whole rounds or start later (Pause-and-Resume, Flexible Start). Their LP
+relaxation is nearly always integral already; when a few ``y`` come out fractional, the
+planner fixes the others and branches on those few (relax-and-fix), reporting the gap to
+the relaxation's bound (``Plan.gap``), which is what makes deadline planning ~20x faster
+than branching on every slot.
 
 Quotas are soft with a penalty larger than any possible saving, so a plan always exists
 (for example when new clients join late and cannot all reach their share); the penalty
@@ -25,8 +29,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
 
 from lowcarb.exceptions import InvalidInputError, LowcarbError
 
@@ -83,6 +85,8 @@ class Plan:
         cost: Planned total cost (same unit as the problem's cost).
         shortfall: Client-rounds below the lower quotas the plan could not avoid.
         excess: Client-rounds above the upper quotas the plan could not avoid.
+        gap: Relative distance of the plan's objective from the LP bound; 0 means proven
+            optimal (always so without slack).
     """
 
     counts: np.ndarray
@@ -90,6 +94,7 @@ class Plan:
     cost: float
     shortfall: int
     excess: int
+    gap: float = 0.0
 
     @property
     def now(self) -> np.ndarray:
@@ -108,6 +113,10 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     Raises:
         LowcarbError: If some slot cannot be filled with K available clients.
     """
+    # scipy.optimize takes ~0.5 s to import; only planning pays for it.
+    import scipy.sparse as sp
+    from scipy.optimize import Bounds, LinearConstraint, milp
+
     cost, size, k = problem.cost, problem.size.astype(float), problem.per_round
     groups, slots = cost.shape
     pause = problem.rounds < slots
@@ -125,6 +134,10 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     # than any achievable saving: fairness is lexicographically first.
     low, span = float(cost.min()), float(np.ptp(cost))
     scaled = (cost - low) / span if span > 0 else np.zeros_like(cost)
+    # Among (nearly) equal costs prefer earlier slots: the training ends sooner, and near
+    # slots rest on the more certain part of the forecast. The nudge is at most 1e-4 of
+    # the cost range, above the solver's tolerances and below any real difference.
+    scaled = scaled + 1e-4 * np.arange(slots) / slots
     penalty = float(problem.rounds * k + 1)
 
     n_x = groups * slots
@@ -134,50 +147,73 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     n = c.size
     x_cols = np.arange(n_x)
     g_of, t_of = np.divmod(x_cols, slots)
-    rows, cols, vals, lo_b, hi_b = [], [], [], [], []
-
-    # Each slot: sum_g x[g,t] - K y[t] = 0, or = K when every slot runs.
-    rows.append(t_of), cols.append(x_cols), vals.append(np.ones(n_x))
-    if pause:
-        rows.append(np.arange(slots)), cols.append(n_x + np.arange(slots))
-        vals.append(np.full(slots, -float(k)))
-        lo_b.append(np.zeros(slots)), hi_b.append(np.zeros(slots))
-    else:
-        lo_b.append(np.full(slots, float(k))), hi_b.append(np.full(slots, float(k)))
-    row0 = slots
-    # Each group: size*lo <= sum_t x + shortfall - excess <= size*hi.
-    rows.append(row0 + g_of), cols.append(x_cols), vals.append(np.ones(n_x))
+    y_cols = n_x + np.arange(n_y)
     short_cols = n_x + n_y + np.arange(groups)
-    rows.append(row0 + np.arange(groups)), cols.append(short_cols), vals.append(np.ones(groups))
-    rows.append(row0 + np.arange(groups)), cols.append(short_cols + groups)
-    vals.append(-np.ones(groups))
-    lo_b.append(size * problem.quota_lo), hi_b.append(size * problem.quota_hi)
-    n_rows = row0 + groups
+    blocks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (rows, cols, values)
+    row_lo: list[np.ndarray] = []
+    row_hi: list[np.ndarray] = []
+
+    # Slot rows: sum_g x[g,t] - K y[t] = 0 with pause, else sum_g x[g,t] = K.
+    blocks.append((t_of, x_cols, np.ones(n_x)))
+    if pause:
+        blocks.append((np.arange(slots), y_cols, np.full(slots, -float(k))))
+    target = 0.0 if pause else float(k)
+    row_lo.append(np.full(slots, target))
+    row_hi.append(np.full(slots, target))
+    # Group rows: size*lo <= sum_t x + shortfall - excess <= size*hi.
+    group_rows = slots + np.arange(groups)
+    blocks.append((slots + g_of, x_cols, np.ones(n_x)))
+    blocks.append((group_rows, short_cols, np.ones(groups)))
+    blocks.append((group_rows, short_cols + groups, -np.ones(groups)))
+    row_lo.append(size * problem.quota_lo)
+    row_hi.append(size * problem.quota_hi)
+    n_rows = slots + groups
     if pause:
         # Exactly the remaining rounds run.
-        rows.append(np.full(slots, n_rows)), cols.append(n_x + np.arange(slots))
-        vals.append(np.ones(slots))
-        lo_b.append(np.array([float(problem.rounds)])), hi_b.append([float(problem.rounds)])
+        blocks.append((np.full(slots, n_rows), y_cols, np.ones(slots)))
+        row_lo.append(np.array([float(problem.rounds)]))
+        row_hi.append(np.array([float(problem.rounds)]))
         n_rows += 1
 
-    matrix = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_rows, n)
-    )
+    gap = 0.0
+    rows, cols, vals = (np.concatenate(part) for part in zip(*blocks, strict=True))
+    matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n))
     upper = np.concatenate(
         [cap.ravel(), np.where(runnable, 1.0, 0.0)[:n_y], np.full(2 * groups, np.inf)]
     )
+    constraints = LinearConstraint(matrix, np.concatenate(row_lo), np.concatenate(row_hi))
+    lower = np.zeros(n)
     integrality = np.zeros(n)
-    # x is integral at any LP vertex when y is fixed (total unimodularity); with pause the
-    # binaries need branching, and marking x integral too keeps the answer exact.
-    if pause:
-        integrality[: n_x + n_y] = 1
-    constraints = LinearConstraint(matrix, np.concatenate(lo_b), np.concatenate(hi_b))
-    bounds = Bounds(np.zeros(n), upper)
-    result = milp(c, constraints=constraints, bounds=bounds, integrality=integrality)
-    if result.x is not None and not pause and np.abs(result.x - np.rint(result.x)).max() > 1e-6:
+    # The LP relaxation: with y fixed the matrix is totally unimodular, so x is integral
+    # at a vertex, and in practice y is integral too; then the relaxation is the optimum.
+    result = milp(c, constraints=constraints, bounds=Bounds(lower, upper), integrality=integrality)
+    if result.x is not None and pause:
+        y = result.x[n_x : n_x + n_y]
+        fractional = (y > 1e-6) & (y < 1 - 1e-6)
+        if fractional.any():
+            # Relax-and-fix: keep the slots the relaxation runs or skips outright and
+            # branch only on the undecided few (exact on that restriction; the gap to the
+            # relaxation's bound is reported in Plan.gap).
+            lower[n_x : n_x + n_y] = np.where(y >= 1 - 1e-6, 1.0, 0.0)
+            upper[n_x : n_x + n_y] = np.where(y <= 1e-6, 0.0, upper[n_x : n_x + n_y])
+            # Only y branches: once y is integral, x is integral at a vertex (above).
+            integrality[n_x : n_x + n_y] = fractional
+            bound = float(result.fun)
+            result = milp(
+                c,
+                constraints=constraints,
+                bounds=Bounds(lower, upper),
+                integrality=integrality,
+                options={"mip_rel_gap": 1e-9},
+            )
+            if result.x is not None:
+                gap = (float(result.fun) - bound) / max(abs(bound), 1e-12)
+    if result.x is not None and np.abs(result.x - np.rint(result.x)).max() > 1e-6:
         # A solver may stop at a non-vertex optimum of a degenerate LP; ask for integers.
-        integrality[:n_x] = 1
-        result = milp(c, constraints=constraints, bounds=bounds, integrality=integrality)
+        integrality[: n_x + n_y] = 1
+        result = milp(
+            c, constraints=constraints, bounds=Bounds(lower, upper), integrality=integrality
+        )
     if result.x is None:  # pragma: no cover - the soft quotas make every instance feasible
         raise LowcarbError(f"the planner found no plan: {result.message}")
     solution = np.rint(result.x)
@@ -189,4 +225,5 @@ def solve_plan(problem: PlanningProblem) -> Plan:
         cost=float((counts * cost).sum()),
         shortfall=int(solution[n_x + n_y : n_x + n_y + groups].sum()),
         excess=int(solution[n_x + n_y + groups :].sum()),
+        gap=gap,
     )

@@ -84,7 +84,7 @@ class RoundView:
 
     def emissions_now(self) -> np.ndarray:
         """Expected gCO2eq of each candidate training in the current slot."""
-        return self.energy_kwh * self.intensity[self.zone, 0]
+        return np.asarray(self.energy_kwh * self.intensity[self.zone, 0])
 
 
 @dataclass(frozen=True)
@@ -261,14 +261,16 @@ class LowcarbPolicy(Policy):
             lo = np.floor(lo * rounds / left)
             hi = np.ceil(hi * rounds / left)
 
-        cost = view.energy_kwh[:, None] * view.intensity[view.zone]
-        if view.utility_price:
-            cost = cost - view.utility_price * view.utility[:, None]
         available = view.available
         group, first = _groups(view, lo, hi, available)
+        # Members of a group share their cost row, so only one row per group is computed:
+        # the full (N, T) matrix would take 1.5 GB at a million clients and 96 slots.
+        cost = view.energy_kwh[first, None] * view.intensity[view.zone[first]]
+        if view.utility_price:
+            cost = cost - view.utility_price * view.utility[first, None]
         plan = solve_plan(
             PlanningProblem(
-                cost=cost[first],
+                cost=cost,
                 size=np.bincount(group, minlength=first.size),
                 quota_lo=lo[first],
                 quota_hi=hi[first],
@@ -306,17 +308,27 @@ def _groups(
         # Hash factorisation is O(N); codes combine in mixed radix and are re-compacted.
         labels, uniques = pd.factorize(np.asarray(column).ravel())
         code, _ = pd.factorize(code * len(uniques) + labels)
-    _, first, group = np.unique(code, return_index=True, return_inverse=True)
-    return group.astype(np.int64), first
+    # factorize numbers the codes in order of first appearance, so they are already the
+    # groups (in np.unique's order), and a group's first member is where the running
+    # maximum of the codes first reaches it: O(N), no sort.
+    top = np.maximum.accumulate(code)
+    first = np.flatnonzero(np.diff(top, prepend=-1) > 0)
+    return code.astype(np.int64), first
 
 
 def _take_from_groups(group: np.ndarray, take: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Pick ``take[g]`` random members of each group g."""
     order = rng.permutation(group.size)
-    order = order[np.argsort(group[order], kind="stable")]
+    keys = group[order]
+    if take.size <= 1 << 16:
+        # numpy's stable sort of 16-bit keys is a radix sort: O(N) instead of a merge sort
+        # (10x faster at a million clients); a stable order is unique, so the result is too.
+        keys = keys.astype(np.uint16)
+    order = order[np.argsort(keys, kind="stable")]
+    ordered_group = group[order]
     starts = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=take.size))[:-1]])
-    rank = np.arange(order.size) - starts[group[order]]
-    return order[rank < take[group[order]]]
+    rank = np.arange(order.size) - starts[ordered_group]
+    return np.asarray(order[rank < take[ordered_group]])
 
 
 POLICIES: dict[str, type[Policy]] = {
