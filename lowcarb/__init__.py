@@ -1,20 +1,51 @@
 """lowcarb: carbon-aware, fair client selection for federated learning.
 
-The core is framework-agnostic: carbon signals (:class:`IntensitySeries`), the provider
-interface (:class:`CarbonProvider`) and registry, configuration, clocks and errors.
+The core is framework-agnostic: the selection engine (:class:`SelectionEngine`) with its
+policies, planner, forecasters, energy and carbon accounting and participation ledger;
+carbon signals (:class:`IntensitySeries`); the provider interface
+(:class:`CarbonProvider`) and registry; configuration, clocks, errors and the simulator.
 Providers live in :mod:`lowcarb.backends`, framework integrations in
 :mod:`lowcarb.adapters`.
 
 Example:
     >>> import lowcarb
-    >>> provider = lowcarb.open_provider("default")
-    >>> series = provider.forecast(["DE"], horizon=timedelta(hours=24))  # doctest: +SKIP
+    >>> engine = lowcarb.SelectionEngine("default", rounds=100)
+    >>> clients = [lowcarb.Client("hospital-1", "DE"), lowcarb.Client("hospital-2", "GB")]
+    >>> decision = engine.select(clients, k=1)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+from lowcarb._accounting import RunSummary, jain_index, summarize
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
+from lowcarb._energy import DEFAULT_NETWORK_KWH_PER_GB, Client, EnergyModel
+from lowcarb._engine import ClientDecision, Decision, SelectionEngine
+from lowcarb._forecast import (
+    FORECASTERS,
+    Forecaster,
+    NoisyForecaster,
+    OracleForecaster,
+    PersistenceForecaster,
+    ProfileForecaster,
+    WeeklyForecaster,
+    default_forecaster,
+    get_forecaster,
+)
+from lowcarb._ledger import ClientRound, Ledger, RoundRecord
+from lowcarb._planner import Plan, PlanningProblem, solve_plan
+from lowcarb._policies import (
+    POLICIES,
+    Choice,
+    GreedyPolicy,
+    Lowcarb2022Policy,
+    LowcarbPolicy,
+    Policy,
+    RandomPolicy,
+    RoundView,
+    fair_share_bounds,
+    get_policy,
+)
 from lowcarb._provider import (
     AsyncCarbonProvider,
     Capabilities,
@@ -31,6 +62,7 @@ from lowcarb._series import (
     convert_intensity,
     lbs_per_mwh_to_g_per_kwh,
 )
+from lowcarb._simulate import PolicyResult, Scenario, SimulationResult, simulate
 from lowcarb._time import ensure_utc, parse_time
 from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, resolve_zone
 from lowcarb.exceptions import (
@@ -53,44 +85,82 @@ from lowcarb.exceptions import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DEFAULT_NETWORK_KWH_PER_GB",
+    "FORECASTERS",
+    "POLICIES",
     "ZONE_CATALOG",
     "AsyncCarbonProvider",
     "AuthenticationError",
     "Capabilities",
     "CarbonProvider",
+    "Choice",
+    "Client",
+    "ClientDecision",
+    "ClientRound",
     "Clock",
     "ConfigurationError",
     "Credential",
     "DataValidationError",
+    "Decision",
     "EmissionBasis",
+    "EnergyModel",
+    "Forecaster",
+    "GreedyPolicy",
     "IntensitySeries",
     "InvalidInputError",
+    "Ledger",
+    "Lowcarb2022Policy",
     "LowcarbError",
+    "LowcarbPolicy",
     "ManualClock",
     "MissingCredentialError",
     "NoDataError",
+    "NoisyForecaster",
+    "OracleForecaster",
+    "PersistenceForecaster",
+    "Plan",
+    "PlanningProblem",
+    "Policy",
+    "PolicyResult",
+    "ProfileForecaster",
     "ProviderError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
+    "RandomPolicy",
     "RateLimitedError",
     "ResponseParseError",
+    "RoundRecord",
+    "RoundView",
+    "RunSummary",
+    "Scenario",
+    "SelectionEngine",
     "Settings",
     "Signal",
+    "SimulationResult",
     "SystemClock",
     "ThreadedAsyncProvider",
     "UnknownProviderError",
     "UnknownZoneError",
+    "WeeklyForecaster",
     "ZoneInfo",
     "ZoneResolution",
     "align",
     "available_providers",
     "convert_intensity",
+    "default_forecaster",
     "ensure_utc",
+    "fair_share_bounds",
+    "get_forecaster",
+    "get_policy",
     "get_provider_class",
+    "jain_index",
     "lbs_per_mwh_to_g_per_kwh",
     "load_settings",
     "open_provider",
     "parse_time",
     "register_provider",
     "resolve_zone",
+    "simulate",
+    "solve_plan",
+    "summarize",
 ]

@@ -1,0 +1,484 @@
+"""The selection engine: one object per training run.
+
+It holds the provider chain, the policy, the forecaster, the ledger and the clock. Each
+round the caller hands it the candidates and K and gets a :class:`Decision`; after the
+round, :meth:`SelectionEngine.complete` adds what became known (actual intensity,
+measured energy, metrics) to the ledger.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from lowcarb._accounting import RunSummary, summarize
+from lowcarb._clock import Clock, SystemClock
+from lowcarb._energy import Client, EnergyModel
+from lowcarb._forecast import Forecaster, get_forecaster
+from lowcarb._ledger import ClientRound, Ledger, RoundRecord
+from lowcarb._policies import Policy, RoundView, get_policy
+from lowcarb._provider import CarbonProvider
+from lowcarb._signal import PlanningSignal, SignalSource
+from lowcarb._time import ensure_utc
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = ["ClientDecision", "Decision", "SelectionEngine"]
+
+
+@dataclass(frozen=True)
+class ClientDecision:
+    """What the engine expects for one candidate in the current slot.
+
+    Attributes:
+        id: The client.
+        zone: Its zone.
+        selected: Whether it trains this round.
+        intensity_g_per_kwh: Expected intensity used for the decision.
+        energy_kwh: Expected energy of its round.
+        emissions_g: Expected gCO2eq of its round.
+    """
+
+    id: str
+    zone: str
+    selected: bool
+    intensity_g_per_kwh: float
+    energy_kwh: float
+    emissions_g: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one round.
+
+    Attributes:
+        round: Number of the round this decision runs (1-based); a pause keeps the
+            number for the round that will run later.
+        run_now: False when the round should wait until ``wait_until``.
+        wait_until: When to ask again (pauses only).
+        selected: Ids that train now.
+        deferred: Candidates that do not train now.
+        clients: Per candidate: expected intensity, energy and emissions now.
+        signal: Provenance of the carbon signal (provider, issued_at, fallback, sources).
+        reason: A short human explanation.
+        policy: The policy's name.
+        decided_at: The decision time (UTC).
+        start: Start of the round's slot (UTC).
+        end: Expected end of the round (UTC).
+        expected_energy_kwh: Energy of the selected clients' round.
+        expected_emissions_g: gCO2eq of the selected clients' round.
+        random_expected_g: Expected gCO2eq of K random candidates (the counterfactual).
+        decision_ms: Time the engine took (ms).
+    """
+
+    round: int
+    run_now: bool
+    wait_until: datetime | None
+    selected: tuple[str, ...]
+    deferred: tuple[str, ...]
+    clients: tuple[ClientDecision, ...]
+    signal: Mapping[str, Any]
+    reason: str
+    policy: str
+    decided_at: datetime
+    start: datetime
+    end: datetime
+    expected_energy_kwh: float
+    expected_emissions_g: float
+    random_expected_g: float
+    decision_ms: float = field(compare=False, default=0.0)
+
+    @property
+    def fallback(self) -> str | None:
+        """The fallback taken for the signal, if any."""
+        value = self.signal.get("fallback")
+        return None if value is None else str(value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        out = asdict(self)
+        for key in ("wait_until", "decided_at", "start", "end"):
+            out[key] = None if out[key] is None else out[key].isoformat()
+        out["signal"] = dict(self.signal)
+        out["selected"], out["deferred"] = list(self.selected), list(self.deferred)
+        out["clients"] = [asdict(c) for c in self.clients]
+        return out
+
+
+def _as_client(item: Client | Mapping[str, Any]) -> Client:
+    if isinstance(item, Client):
+        return item
+    if isinstance(item, Mapping):
+        try:
+            return Client(**item)
+        except TypeError as exc:
+            raise InvalidInputError(f"bad client {dict(item)!r}: {exc}") from None
+    raise InvalidInputError(f"a candidate must be a Client or a mapping, got {type(item).__name__}")
+
+
+class SelectionEngine:
+    """Carbon-aware, fair client selection for one training run.
+
+    Args:
+        provider: Where intensities come from; a registry name or an instance (default:
+            the embedded offline ``default`` provider).
+        policy: ``lowcarb`` (default), ``random``, ``greedy``, ``lowcarb-2022``,
+            ``oracle`` (needs an oracle forecaster) or a :class:`Policy`.
+        forecaster: Forecaster for the horizon beyond the provider's own forecast: a name
+            (``best``, ``profile``, ``persistence``, ``weekly``) or an instance; None is
+            the best one. Passing one explicitly replaces the provider's forecast too.
+        ledger: A :class:`Ledger`, a database path, or None (in memory).
+        run_id: Names the run inside the ledger; reuse it to resume after a restart.
+        rounds: Rounds of the whole training (needed for fair shares and planning).
+        round_interval: Time between round starts (one planning slot).
+        energy: The energy model of a client-round.
+        deadline: Latest end of the training: a time, or a duration after the first
+            decision; lets the planner pause rounds or start later.
+        fairness: 1.0 = every client within one round of its fair share; 0 = greedy.
+        utility_price: gCO2eq that one unit of client utility is worth (0 ignores it).
+        horizon: Longest planning horizon.
+        fallbacks: Providers tried, in order, when the primary fails or lacks a zone; the
+            embedded default is appended unless ``default_fallback`` is False.
+        default_fallback: Whether the embedded default provider is the last resort.
+        unknown_zone: ``mean`` (stand-in intensity, noted in the decision) or ``error``.
+        clock: Time source (defaults to the wall clock).
+        seed: Seeds all randomness (ties, sampling).
+
+    Example:
+        >>> engine = SelectionEngine("default", rounds=10)
+        >>> clients = [Client(f"c{i}", zone) for i, zone in enumerate(["DE", "GB", "SG"])]
+        >>> decision = engine.select(clients, k=1)  # doctest: +SKIP
+        >>> decision.selected, decision.reason  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        provider: CarbonProvider | str | None = None,
+        *,
+        policy: Policy | str = "lowcarb",
+        forecaster: Forecaster | str | None = None,
+        ledger: Ledger | str | Path | None = None,
+        run_id: str = "default",
+        rounds: int | None = None,
+        round_interval: timedelta = timedelta(hours=1),
+        energy: EnergyModel | None = None,
+        deadline: datetime | timedelta | None = None,
+        fairness: float = 1.0,
+        utility_price: float = 0.0,
+        horizon: timedelta = timedelta(days=7),
+        fallbacks: Sequence[CarbonProvider] = (),
+        default_fallback: bool = True,
+        unknown_zone: str = "mean",
+        clock: Clock | None = None,
+        seed: int = 0,
+    ) -> None:
+        from lowcarb._config import open_provider
+
+        self.clock: Clock = clock or SystemClock()
+        if provider is None or isinstance(provider, str):
+            provider = open_provider(provider or "default", clock=self.clock)
+        if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
+            raise InvalidInputError(f"rounds must be a positive integer, got {rounds!r}")
+        if not isinstance(round_interval, timedelta) or round_interval <= timedelta(0):
+            raise InvalidInputError("round_interval must be a positive timedelta")
+        if not math.isfinite(utility_price) or utility_price < 0:
+            raise InvalidInputError(f"utility_price must be >= 0, got {utility_price!r}")
+        self.policy = get_policy(policy, fairness=fairness) if isinstance(policy, str) else policy
+        self.policy_name = policy if isinstance(policy, str) else self.policy.name
+        explicit = forecaster is not None
+        if isinstance(forecaster, str) or forecaster is None:
+            forecaster = get_forecaster(forecaster or "best")
+        if self.policy_name == "oracle" and forecaster.name != "oracle":
+            raise InvalidInputError("the oracle policy needs an OracleForecaster over the truth")
+        chain = list(fallbacks)
+        if default_fallback and provider.name != "default":
+            from lowcarb.backends import DefaultProvider
+
+            chain.append(DefaultProvider(clock=self.clock))
+        self.provider = provider
+        self.forecaster = forecaster
+        self.source = SignalSource(
+            provider,
+            forecaster=forecaster,
+            fallbacks=chain,
+            use_provider_forecast=not explicit,
+            unknown_zone=unknown_zone,
+        )
+        self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
+        self.run_id = run_id
+        self.rounds = rounds
+        self.round_interval = round_interval
+        self.energy = energy or EnergyModel()
+        self.fairness = fairness
+        self.utility_price = float(utility_price)
+        self.horizon = horizon
+        self.seed = int(seed)
+        resumed = self.ledger.open_run(
+            run_id,
+            config={"policy": self.policy_name, "rounds": rounds, "seed": seed},
+            now=self.clock.now(),
+        )
+        self.resumed = resumed
+        self._deadline_arg = deadline
+        self._deadline: datetime | None = None
+        if isinstance(deadline, datetime):
+            self._deadline = ensure_utc(deadline, "deadline")
+        elif deadline is not None and not isinstance(deadline, timedelta):
+            raise InvalidInputError("deadline must be a datetime or a timedelta")
+        self._participation = self.ledger.participation(run_id)
+        self._rounds_done = self.ledger.rounds_done(run_id)
+
+    def __repr__(self) -> str:
+        return (
+            f"SelectionEngine(provider={self.provider.name!r}, policy={self.policy_name!r}, "
+            f"forecaster={self.forecaster.name!r}, run_id={self.run_id!r}, "
+            f"rounds_done={self._rounds_done})"
+        )
+
+    @property
+    def rounds_done(self) -> int:
+        """Rounds recorded so far (survives restarts through the ledger)."""
+        return self._rounds_done
+
+    @property
+    def participation(self) -> dict[str, int]:
+        """Rounds taken so far by each known client."""
+        return dict(self._participation)
+
+    def _slots(self, now: datetime) -> tuple[int, int | None, bool]:
+        """(slots to plan, slots until the deadline or None, whether it can be met)."""
+        done = self._rounds_done
+        left = max(1, (self.rounds or done + 1) - done)
+        horizon = max(1, int(self.horizon / self.round_interval))
+        if self._deadline is None and isinstance(self._deadline_arg, timedelta):
+            self._deadline = now + self._deadline_arg
+        if self._deadline is None:
+            return min(left, horizon) if self.rounds else horizon, None, True
+        fit = int((self._deadline - self.energy.round_time - now) / self.round_interval) + 1
+        if fit <= left:
+            return min(left, horizon), None, fit == left
+        return min(fit, horizon), fit, True
+
+    def select(
+        self, clients: Iterable[Client | Mapping[str, Any]], k: int, *, now: datetime | None = None
+    ) -> Decision:
+        """Choose this round's clients.
+
+        Args:
+            clients: The candidates available now (ids unique).
+            k: Clients wanted, between 1 and the number of candidates.
+            now: Decision time (UTC); defaults to the clock.
+
+        Raises:
+            InvalidInputError: For duplicate ids, ``k`` out of range, bad energies.
+            UnknownZoneError: With ``unknown_zone='error'`` for a zone without a signal.
+        """
+        tick = time.perf_counter()
+        candidates = [_as_client(c) for c in clients]
+        ids = [c.id for c in candidates]
+        if len(set(ids)) != len(ids):
+            seen: set[str] = set()
+            dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+            raise InvalidInputError(f"duplicate client ids: {', '.join(dups[:5])}")
+        if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
+            raise InvalidInputError(f"k must be a positive integer, got {k!r}")
+        if k > len(candidates):
+            raise InvalidInputError(f"k={k} but only {len(candidates)} candidates are available")
+        now = ensure_utc(now, "now") if now is not None else self.clock.now()
+
+        slots, deadline_slots, reachable = self._slots(now)
+        starts = pd.date_range(now, periods=slots, freq=pd.Timedelta(self.round_interval))
+        zones = list(dict.fromkeys(c.zone for c in candidates))
+        signal = self.source.signal(zones, now, starts, self.energy.round_time)
+        row = {z: i for i, z in enumerate(signal.zones)}
+        new = {c.id: c.zone for c in candidates if c.id not in self._participation}
+        if new:
+            self.ledger.register_clients(self.run_id, new)
+            self._participation.update(dict.fromkeys(new, 0))
+
+        energy = np.array(
+            [
+                c.energy_kwh if c.energy_kwh is not None else self.energy.energy_kwh(c.power_w)
+                for c in candidates
+            ]
+        )
+        zone = np.array([row[c.zone] for c in candidates])
+        available = None
+        if any(c.availability for c in candidates):
+            length = self.energy.round_time
+            available = np.array(
+                [
+                    [c.available_at(s, s + length) for s in starts.to_pydatetime()]
+                    for c in candidates
+                ]
+            )
+        done = self._rounds_done
+        total = self.rounds if self.rounds is not None else done + slots
+        view = RoundView(
+            zone=zone,
+            energy_kwh=energy,
+            utility=np.array([c.utility for c in candidates]),
+            participation=np.array([self._participation.get(i, 0) for i in ids]),
+            intensity=signal.intensity,
+            per_round=int(k),
+            rounds_total=max(total, done + 1),
+            rounds_done=done,
+            population=len(self._participation),
+            available=available,
+            utility_price=self.utility_price,
+            deadline_slots=deadline_slots,
+        )
+        rng = np.random.default_rng([self.seed, done + 1])
+        choice = self.policy.choose(view, rng)
+        return self._decide(candidates, view, signal, choice, now, starts, reachable, tick)
+
+    def _decide(
+        self,
+        candidates: list[Client],
+        view: RoundView,
+        signal: PlanningSignal,
+        choice: Any,
+        now: datetime,
+        starts: pd.DatetimeIndex,
+        reachable: bool,
+        tick: float,
+    ) -> Decision:
+        now_g = view.emissions_now()
+        chosen = set(choice.selected.tolist())
+        usable = np.ones(view.size, dtype=bool) if view.available is None else view.available[:, 0]
+        random_g = float(view.per_round * now_g[usable].mean()) if usable.any() else 0.0
+        reason = choice.reason
+        if not reachable:
+            reason += "; the deadline cannot hold every remaining round, so none pauses"
+        if signal.fallback:
+            reason += f"; signal fallback: {signal.fallback}"
+        intensity_now = view.intensity[view.zone, 0]
+        clients = tuple(
+            ClientDecision(
+                id=c.id,
+                zone=c.zone,
+                selected=i in chosen,
+                intensity_g_per_kwh=float(intensity_now[i]),
+                energy_kwh=float(view.energy_kwh[i]),
+                emissions_g=float(now_g[i]),
+            )
+            for i, c in enumerate(candidates)
+        )
+        start = now if choice.run_now else starts[choice.next_slot].to_pydatetime()
+        decision = Decision(
+            round=self._rounds_done + 1,
+            run_now=bool(choice.run_now),
+            wait_until=None if choice.run_now else start,
+            selected=tuple(c.id for c in clients if c.selected),
+            deferred=tuple(c.id for c in clients if not c.selected),
+            clients=clients,
+            signal=signal.describe(),
+            reason=reason,
+            policy=self.policy_name,
+            decided_at=now,
+            start=start,
+            end=start + self.energy.round_time,
+            expected_energy_kwh=float(view.energy_kwh[choice.selected].sum()),
+            expected_emissions_g=float(now_g[choice.selected].sum()),
+            random_expected_g=random_g,
+            decision_ms=(time.perf_counter() - tick) * 1000.0,
+        )
+        if decision.run_now:
+            self._record(decision)
+        else:
+            self.ledger.record_pause(
+                self.run_id, decided_at=now, wait_until=start, reason=decision.reason
+            )
+        return decision
+
+    def _record(self, decision: Decision) -> None:
+        record = RoundRecord(
+            round=decision.round,
+            decided_at=decision.decided_at,
+            start=decision.start,
+            end=decision.end,
+            policy=decision.policy,
+            reason=decision.reason,
+            signal=decision.signal,
+            candidates=len(decision.clients),
+            clients=tuple(
+                ClientRound(c.id, c.zone, c.energy_kwh, "model", c.intensity_g_per_kwh)
+                for c in decision.clients
+                if c.selected
+            ),
+            random_expected_g=decision.random_expected_g,
+        )
+        self.ledger.record_round(self.run_id, record)
+        self._rounds_done = decision.round
+        for cid in decision.selected:
+            self._participation[cid] = self._participation.get(cid, 0) + 1
+
+    def complete(
+        self,
+        decision: Decision,
+        *,
+        energy_kwh: Mapping[str, float] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        actual: Mapping[str, float] | None = None,
+    ) -> None:
+        """Record what became known after a round ran.
+
+        Args:
+            decision: The round's decision (``run_now`` True).
+            energy_kwh: Measured energy per client (kWh); replaces the model's estimate.
+            metrics: Metrics such as ``accuracy`` (fraction) or ``loss``.
+            actual: Actual mean intensity per zone over the round (gCO2eq/kWh); fetched
+                from the provider's history when omitted and the round has ended.
+
+        Raises:
+            InvalidInputError: For a paused decision, bad energies or an unknown client.
+        """
+        if not decision.run_now:
+            raise InvalidInputError("a paused decision has no round to complete")
+        for cid, value in (energy_kwh or {}).items():
+            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+                raise InvalidInputError(f"measured energy of {cid!r} must be >= 0 kWh: {value!r}")
+        now = self.clock.now()
+        zones = list(dict.fromkeys(c.zone for c in decision.clients))
+        if actual is None and now >= decision.end:
+            actual = self.source.actual(zones, decision.start, decision.end)
+        random_actual = None
+        if actual is not None and all(z in actual for z in zones):
+            random_actual = len(decision.selected) * float(
+                np.mean([c.energy_kwh * actual[c.zone] for c in decision.clients])
+            )
+        self.ledger.complete_round(
+            self.run_id,
+            decision.round,
+            completed_at=now,
+            actual=actual,
+            energy_kwh=energy_kwh,
+            random_actual_g=random_actual,
+            metrics=metrics,
+        )
+
+    def summary(self) -> RunSummary:
+        """The run's energy and carbon account so far (see :func:`summarize`)."""
+        return summarize(
+            self.ledger.rounds(self.run_id),
+            run_id=self.run_id,
+            population=self.ledger.participation(self.run_id),
+        )
+
+    def close(self) -> None:
+        """Close the ledger and the providers."""
+        self.ledger.close()
+        self.provider.close()
+
+    def __enter__(self) -> SelectionEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
