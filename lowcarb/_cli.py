@@ -440,6 +440,9 @@ def config_show(
     _out.print(table)
 
 
+# Commands defined in their own modules register themselves on ``app``.
+import lowcarb._cli_simulate  # noqa: E402, F401
+
 # -- entry point --------------------------------------------------------------------------------
 
 

@@ -1,0 +1,211 @@
+"""``lowcarb simulate``: the policies on a carbon trace, with real learning."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lowcarb._cli import _err, _out, app
+from lowcarb._simulate import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
+from lowcarb._time import parse_time
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = ["render_table"]
+
+
+def _split(text: str, option: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not items:
+        raise InvalidInputError(f"{option} needs a comma-separated list")
+    return items
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None or math.isnan(value) else f"{100 * value:+.1f}%"
+
+
+def render_table(result: SimulationResult) -> Table:
+    """One row per policy: carbon, fairness, accuracy and cost of deciding."""
+    s = result.scenario
+    table = Table(
+        title=(
+            f"{s.clients} clients in {len(s.zones)} zones, {s.total_rounds} rounds of "
+            f"{s.per_round}, from {s.start:%Y-%m-%d %H:%M} UTC"
+            + (f", deadline {s.deadline_hours:g} h" if s.deadline_hours else "")
+        ),
+        caption=(
+            f"data: {result.provider}; forecast: {s.forecast}; fairness {s.fairness:g}; "
+            f"saving against expected random selection ({result.random_baseline_kg:.3f} kg)"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    timed = s.deadline_hours is not None
+    for column in (
+        "policy",
+        "kg CO2",
+        "saving",
+        "g/kWh",
+        "rounds",
+        "Jain",
+        "never",
+        "acc.",
+        *(["hours"] if timed else []),
+        "ms p50/p99",
+    ):
+        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
+    for name, r in result.policies.items():
+        p = r.participation
+        table.add_row(
+            name,
+            f"{r.emissions_kg:.3f}",
+            _pct(r.saving_vs_random),
+            f"{r.mean_intensity:.0f}",
+            f"{int(p['min'])}-{int(p['max'])}",
+            f"{p['jain']:.3f}",
+            str(int(p["never"])),
+            "-" if r.accuracy is None else f"{100 * r.accuracy:.1f}%",
+            *([f"{r.duration_hours:g}"] if timed else []),
+            f"{r.decision_ms['p50']:.0f}/{r.decision_ms['p99']:.0f}",
+        )
+    return table
+
+
+@app.command("simulate")
+def simulate_command(
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            metavar="PATH",
+            help="Wide CSV/Parquet or Electricity Maps data-portal exports "
+            "(default: the embedded synthetic provider).",
+        ),
+    ] = None,
+    zones: Annotated[
+        str | None,
+        typer.Option("--zones", metavar="Z1,Z2,...", help="Zones (default: 14 on six continents)."),
+    ] = None,
+    start: Annotated[
+        str | None,
+        typer.Option("--start", metavar="ISO", help="First round (default 2025-03-03T00:00Z)."),
+    ] = None,
+    hours: Annotated[int, typer.Option("--hours", metavar="N", help="Window length.")] = 96,
+    clients: Annotated[int, typer.Option("--clients", metavar="N", help="Clients.")] = 100,
+    per_round: Annotated[
+        int, typer.Option("--per-round", metavar="K", help="Clients per round.")
+    ] = 10,
+    round_minutes: Annotated[
+        int, typer.Option("--round-minutes", metavar="M", help="Length of a round.")
+    ] = 60,
+    rounds: Annotated[
+        int | None,
+        typer.Option("--rounds", metavar="R", help="Rounds (default: one per round slot)."),
+    ] = None,
+    deadline_hours: Annotated[
+        float | None,
+        typer.Option(
+            "--deadline-hours",
+            metavar="D",
+            help="The rounds must finish within D hours; planners may pause in the slack.",
+        ),
+    ] = None,
+    assignment: Annotated[
+        str, typer.Option("--assignment", help="round-robin (client i in zone i mod Z) or random.")
+    ] = "round-robin",
+    energy: Annotated[
+        str, typer.Option("--energy", help="uniform (70 W) or mixed (70/300/700 W classes).")
+    ] = "uniform",
+    policies: Annotated[
+        str,
+        typer.Option("--policies", metavar="P1,P2,...", help="Policies to compare."),
+    ] = ",".join(DEFAULT_POLICIES),
+    forecast: Annotated[
+        str,
+        typer.Option(
+            "--forecast",
+            help="best (no future information), persistence, weekly, oracle or noisy:SIGMA.",
+        ),
+    ] = "best",
+    fairness: Annotated[
+        float, typer.Option("--fairness", metavar="F", help="1 = fair shares within 1; 0 = greedy.")
+    ] = 1.0,
+    learning: Annotated[
+        str, typer.Option("--learning", help="digits (real FedAvg, scikit-learn data) or none.")
+    ] = "digits",
+    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seeds everything.")] = 0,
+    json_path: Annotated[
+        str | None,
+        typer.Option("--json", metavar="FILE", help="Write results as JSON ('-' for stdout)."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", metavar="FILE.png", help="Draw the results.")
+    ] = None,
+) -> None:
+    """Compare selection policies on a carbon trace, with real federated learning."""
+    scenario = Scenario(
+        zones=_split(zones, "--zones") if zones else DEFAULT_ZONES,
+        start=parse_time(start, "--start") if start else Scenario().start,
+        hours=hours,
+        clients=clients,
+        per_round=per_round,
+        round_minutes=round_minutes,
+        rounds=rounds,
+        deadline_hours=deadline_hours,
+        assignment=assignment,
+        energy=energy,
+        policies=_split(policies, "--policies"),
+        forecast=forecast,
+        fairness=fairness,
+        learning=learning,
+        seed=seed,
+        data=data,
+    )
+    if plot is not None:
+        from lowcarb._plots import require_matplotlib
+
+        require_matplotlib()
+        if plot.suffix.lower() != ".png":
+            raise InvalidInputError(f"--plot {plot}: give a .png file name")
+    quiet = json_path == "-"
+    total = scenario.total_rounds * len(scenario.policies)
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("simulating", total=total)
+
+        def step(policy: str, n: int) -> None:
+            bar.update(task, advance=n, description=policy)
+
+        result = simulate(scenario, progress=step)
+    if json_path is not None:
+        text = json.dumps(result.to_dict(), indent=2) + "\n"
+        if json_path == "-":
+            sys.stdout.write(text)
+        else:
+            Path(json_path).write_text(text)
+    if not quiet:
+        _out.print(render_table(result))
+        if json_path:
+            _out.print(f"results written to {json_path}")
+    if plot is not None:
+        from lowcarb._plots import plot_simulation
+
+        plot_simulation(result, plot)
+        if not quiet:
+            _out.print(f"plot written to {plot}")
