@@ -89,7 +89,7 @@ def test_quotas_hold_whenever_a_fair_schedule_exists(problem: PlanningProblem) -
 
 def _brute_force(problem: PlanningProblem) -> float:
     """Cheapest fair schedule by enumeration (tiny instances only)."""
-    groups, slots = problem.cost.shape
+    _groups, slots = problem.cost.shape
     per_slot = [
         combo
         for combo in itertools.product(*(range(s + 1) for s in problem.size))

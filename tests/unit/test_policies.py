@@ -99,7 +99,7 @@ def test_greedy_picks_the_lowest_emissions_now() -> None:
 
 def test_lowcarb_at_fairness_one_gives_exact_fair_shares() -> None:
     truth = _trace(14, 96, seed=1)
-    grams, counts = _run(LowcarbPolicy(1.0), truth, lambda r: truth[:, r:], clients=100, k=10)
+    _grams, counts = _run(LowcarbPolicy(1.0), truth, lambda r: truth[:, r:], clients=100, k=10)
     assert set(counts.tolist()) <= {9, 10}
     assert counts.sum() == 960
     # An integral share is met exactly.
@@ -118,7 +118,7 @@ def test_oracle_beats_forecast_beats_random(seed: int) -> None:
         lead = np.arange(96 - r)
         return history[:, r + lead % 24 + 24 * (lead // 24)]
 
-    oracle, counts_o = _run(LowcarbPolicy(1.0), truth, lambda r: truth[:, r:], clients=100, k=10)
+    oracle, _counts_o = _run(LowcarbPolicy(1.0), truth, lambda r: truth[:, r:], clients=100, k=10)
     planned, counts_p = _run(LowcarbPolicy(1.0), truth, persistence, clients=100, k=10)
     rand, _ = _run(RandomPolicy(), truth, lambda r: truth[:, r:], clients=100, k=10)
     assert oracle <= planned <= rand
@@ -127,7 +127,7 @@ def test_oracle_beats_forecast_beats_random(seed: int) -> None:
 
 def test_fairness_zero_is_greedy() -> None:
     truth = _trace(6, 24, seed=3)
-    greedy, g_counts = _run(GreedyPolicy(), truth, lambda r: truth[:, r:], clients=30, k=5)
+    greedy, _g_counts = _run(GreedyPolicy(), truth, lambda r: truth[:, r:], clients=30, k=5)
     free, f_counts = _run(LowcarbPolicy(0.0), truth, lambda r: truth[:, r:], clients=30, k=5)
     assert free == pytest.approx(greedy)
     assert (f_counts == 0).sum() >= 20  # most clients never run
