@@ -38,7 +38,7 @@ from lowcarb.exceptions import ConfigurationError, MissingCredentialError
 
 __all__ = ["Settings", "load_settings", "open_provider"]
 
-_TOP_LEVEL = ("provider", "fallback", "providers")
+_TOP_LEVEL = ("provider", "fallback", "ledger", "providers")
 # Variables that configure the CLI or the tests rather than the settings.
 _RESERVED_ENV = ("LOWCARB_CONFIG", "LOWCARB_NOW", "LOWCARB_DEBUG")
 _RESERVED_ENV_PREFIXES = ("LOWCARB_TEST_",)
@@ -55,6 +55,7 @@ class Settings:
     Attributes:
         provider: Registry name of the primary provider.
         fallback: Providers tried in order when the primary fails.
+        ledger: SQLite file of the participation ledger (None: in memory).
         options: Per provider, its validated ``Options`` instance.
         sources: Where each setting came from, keyed like ``provider`` or
             ``providers.file.path``.
@@ -63,6 +64,7 @@ class Settings:
 
     provider: str = "default"
     fallback: tuple[str, ...] = ()
+    ledger: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
     config_file: Path | None = None
@@ -123,6 +125,11 @@ class Settings:
                 "key": "fallback",
                 "value": ", ".join(self.fallback) or "(none)",
                 "source": self.sources.get("fallback", _DEFAULT_SOURCE),
+            },
+            {
+                "key": "ledger",
+                "value": str(self.ledger) if self.ledger else "(in memory)",
+                "source": self.sources.get("ledger", _DEFAULT_SOURCE),
             },
         ]
         for name in self.chain:
@@ -204,6 +211,7 @@ def load_settings(
 
     provider: str = "default"
     fallback: tuple[str, ...] = ()
+    ledger: Path | None = None
     sources: dict[str, str] = {}
     raw_options: dict[str, dict[str, Any]] = {}
     option_sources: dict[str, dict[str, str]] = {}
@@ -221,6 +229,16 @@ def load_settings(
         if "fallback" in layer:
             fallback = _check_fallback(layer["fallback"], where)
             sources["fallback"] = where
+        if "ledger" in layer:
+            value = layer["ledger"]
+            if not isinstance(value, str | os.PathLike) or not str(value).strip():
+                raise ConfigurationError(
+                    f"ledger in {where} must be the path of an SQLite file, got {value!r}"
+                )
+            ledger = Path(value).expanduser()
+            if where in bases and not ledger.is_absolute():
+                ledger = bases[where] / ledger
+            sources["ledger"] = where
         tables = layer.get("providers", {})
         if not isinstance(tables, Mapping):
             raise ConfigurationError(f"'providers' in {where} must be a table of provider tables")
@@ -250,6 +268,7 @@ def load_settings(
     settings = Settings(
         provider=provider,
         fallback=fallback,
+        ledger=ledger,
         options=options,
         sources=sources,
         config_file=path,
@@ -343,11 +362,15 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if rest == "FALLBACK":
             layer["fallback"] = [v.strip() for v in value.split(",") if v.strip()]
             continue
+        if rest == "LEDGER":
+            layer["ledger"] = value.strip()
+            continue
         name = next((n for n in names if rest.startswith(_env_name(n) + "_")), None)
         if name is None:
             raise ConfigurationError(
                 f"unknown environment variable {var}; lowcarb reads LOWCARB_PROVIDER, "
-                "LOWCARB_FALLBACK, LOWCARB_CONFIG and LOWCARB_<PROVIDER>_<OPTION> for the "
+                "LOWCARB_FALLBACK, LOWCARB_LEDGER, LOWCARB_CONFIG and "
+                "LOWCARB_<PROVIDER>_<OPTION> for the "
                 f"providers {', '.join(sorted(names))}"
             )
         if _is_credential_variable(name, var):

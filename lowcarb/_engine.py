@@ -21,6 +21,7 @@ import pandas as pd
 
 from lowcarb._accounting import RunSummary, summarize
 from lowcarb._clock import Clock, SystemClock
+from lowcarb._config import Settings, load_settings
 from lowcarb._energy import Client, EnergyModel
 from lowcarb._forecast import Forecaster, get_forecaster
 from lowcarb._ledger import ClientRound, Ledger, RoundRecord
@@ -127,14 +128,16 @@ class SelectionEngine:
     """Carbon-aware, fair client selection for one training run.
 
     Args:
-        provider: Where intensities come from; a registry name or an instance (default:
-            the embedded offline ``default`` provider).
+        provider: Where intensities come from: an instance, a registry name, or None for
+            the configured provider chain (``lowcarb.toml``, ``LOWCARB_PROVIDER``; the
+            embedded offline ``default`` when nothing is configured).
         policy: ``lowcarb`` (default), ``random``, ``greedy``, ``lowcarb-2022``,
             ``oracle`` (needs an oracle forecaster) or a :class:`Policy`.
         forecaster: Forecaster for the horizon beyond the provider's own forecast: a name
             (``best``, ``profile``, ``persistence``, ``weekly``) or an instance; None is
             the best one. Passing one explicitly replaces the provider's forecast too.
-        ledger: A :class:`Ledger`, a database path, or None (in memory).
+        ledger: A :class:`Ledger`, a database path, or None for the configured path
+            (``ledger`` in ``lowcarb.toml``, ``LOWCARB_LEDGER``), else in memory.
         run_id: Names the run inside the ledger; reuse it to resume after a restart.
         rounds: Rounds of the whole training (needed for fair shares and planning).
         round_interval: Time between round starts (one planning slot).
@@ -150,6 +153,7 @@ class SelectionEngine:
         unknown_zone: ``mean`` (stand-in intensity, noted in the decision) or ``error``.
         clock: Time source (defaults to the wall clock).
         seed: Seeds all randomness (ties, sampling).
+        settings: Loaded settings to use instead of reading the configuration.
 
     Example:
         >>> engine = SelectionEngine("default", rounds=10)
@@ -178,12 +182,17 @@ class SelectionEngine:
         unknown_zone: str = "mean",
         clock: Clock | None = None,
         seed: int = 0,
+        settings: Settings | None = None,
     ) -> None:
-        from lowcarb._config import open_provider
-
         self.clock: Clock = clock or SystemClock()
-        if provider is None or isinstance(provider, str):
-            provider = open_provider(provider or "default", clock=self.clock)
+        if provider is None or isinstance(provider, str) or ledger is None:
+            settings = settings or load_settings()
+            if provider is None:
+                provider = settings.open_provider(clock=self.clock)
+            elif isinstance(provider, str):
+                provider = settings.open_provider(provider, clock=self.clock)
+            if ledger is None:
+                ledger = settings.ledger
         if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
             raise InvalidInputError(f"rounds must be a positive integer, got {rounds!r}")
         if not isinstance(round_interval, timedelta) or round_interval <= timedelta(0):

@@ -16,6 +16,7 @@ from lowcarb._forecast import OracleForecaster
 from lowcarb._provider import Capabilities, CarbonProvider
 from lowcarb._series import IntensitySeries
 from lowcarb.exceptions import (
+    ConfigurationError,
     InvalidInputError,
     NoDataError,
     ProviderUnavailableError,
@@ -317,3 +318,19 @@ def test_the_default_provider_needs_no_arguments(clock) -> None:
     assert decision.signal["provider"] == "default"
     assert len(decision.selected) == 2
     assert "SelectionEngine(provider='default'" in repr(engine)
+
+
+def test_the_ledger_path_comes_from_config(tmp_path, clock, monkeypatch) -> None:
+    (tmp_path / "lowcarb.toml").write_text('ledger = "state/ledger.sqlite"\n')
+    monkeypatch.chdir(tmp_path)
+    engine = SelectionEngine(clock=clock, rounds=2)
+    engine.select(_clients(), k=2)
+    engine.close()
+    assert (tmp_path / "state" / "ledger.sqlite").is_file()
+    monkeypatch.setenv("LOWCARB_LEDGER", str(tmp_path / "env.sqlite"))
+    SelectionEngine(clock=clock, rounds=2).close()
+    assert (tmp_path / "env.sqlite").is_file()
+    (tmp_path / "lowcarb.toml").write_text("ledger = 3\n")
+    monkeypatch.delenv("LOWCARB_LEDGER")
+    with pytest.raises(ConfigurationError, match="ledger"):
+        SelectionEngine(clock=clock, rounds=2)
