@@ -48,11 +48,12 @@ def render_table(result: SimulationResult) -> Table:
         title_justify="left",
         box=box.SIMPLE_HEAD,
         pad_edge=False,
+        collapse_padding=True,
     )
     timed = s.deadline_hours is not None
     for column in (
         "policy",
-        "kg CO2",
+        "kg CO2e",
         "saving",
         "g/kWh",
         "rounds",
