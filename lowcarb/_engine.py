@@ -45,6 +45,7 @@ class ClientDecision:
         intensity_g_per_kwh: Expected intensity used for the decision.
         energy_kwh: Expected energy of its round.
         emissions_g: Expected gCO2eq of its round.
+        available: Whether it could train in this slot (its availability windows).
     """
 
     id: str
@@ -53,6 +54,7 @@ class ClientDecision:
     intensity_g_per_kwh: float
     energy_kwh: float
     emissions_g: float
+    available: bool = True
 
 
 @dataclass(frozen=True)
@@ -142,8 +144,9 @@ class SelectionEngine:
         rounds: Rounds of the whole training (needed for fair shares and planning).
         round_interval: Time between round starts (one planning slot).
         energy: The energy model of a client-round.
-        deadline: Latest end of the training: a time, or a duration after the first
-            decision; lets the planner pause rounds or start later.
+        deadline: Latest end of the training: a time, or a duration from now (stored in
+            the ledger, so a resumed run keeps it); lets the planner pause rounds or start
+            later.
         fairness: 1.0 = every client within one round of its fair share; 0 = greedy.
         utility_price: gCO2eq that one unit of client utility is worth (0 ignores it).
         horizon: Longest planning horizon.
@@ -229,18 +232,28 @@ class SelectionEngine:
         self.utility_price = float(utility_price)
         self.horizon = horizon
         self.seed = int(seed)
-        resumed = self.ledger.open_run(
+        if isinstance(deadline, timedelta):
+            # A duration counts from the run's start; the absolute time is stored in the
+            # ledger so that a restarted process keeps the same deadline.
+            deadline = self.clock.now() + deadline
+        elif isinstance(deadline, datetime):
+            deadline = ensure_utc(deadline, "deadline")
+        elif deadline is not None:
+            raise InvalidInputError("deadline must be a datetime or a timedelta")
+        self.resumed = self.ledger.open_run(
             run_id,
-            config={"policy": self.policy_name, "rounds": rounds, "seed": seed},
+            config={
+                "policy": self.policy_name,
+                "rounds": rounds,
+                "seed": seed,
+                "deadline": None if deadline is None else deadline.isoformat(),
+            },
             now=self.clock.now(),
         )
-        self.resumed = resumed
-        self._deadline_arg = deadline
-        self._deadline: datetime | None = None
-        if isinstance(deadline, datetime):
-            self._deadline = ensure_utc(deadline, "deadline")
-        elif deadline is not None and not isinstance(deadline, timedelta):
-            raise InvalidInputError("deadline must be a datetime or a timedelta")
+        stored = self.ledger.run_config(run_id).get("deadline")
+        self._deadline: datetime | None = (
+            datetime.fromisoformat(stored) if self.resumed and stored else deadline
+        )
         self._participation = self.ledger.participation(run_id)
         self._rounds_done = self.ledger.rounds_done(run_id)
 
@@ -266,8 +279,6 @@ class SelectionEngine:
         done = self._rounds_done
         left = max(1, (self.rounds or done + 1) - done)
         horizon = max(1, int(self.horizon / self.round_interval))
-        if self._deadline is None and isinstance(self._deadline_arg, timedelta):
-            self._deadline = now + self._deadline_arg
         if self._deadline is None:
             return min(left, horizon) if self.rounds else horizon, None, True
         fit = int((self._deadline - self.energy.round_time - now) / self.round_interval) + 1
@@ -328,6 +339,11 @@ class SelectionEngine:
                     for c in candidates
                 ]
             )
+            if int(available[:, 0].sum()) < k:
+                raise InvalidInputError(
+                    f"k={k} but only {int(available[:, 0].sum())} of {len(candidates)} "
+                    "candidates are available now (availability windows)"
+                )
         done = self._rounds_done
         total = self.rounds if self.rounds is not None else done + slots
         view = RoundView(
@@ -377,10 +393,13 @@ class SelectionEngine:
                 intensity_g_per_kwh=float(intensity_now[i]),
                 energy_kwh=float(view.energy_kwh[i]),
                 emissions_g=float(now_g[i]),
+                available=bool(usable[i]),
             )
             for i, c in enumerate(candidates)
         )
         start = now if choice.run_now else starts[choice.next_slot].to_pydatetime()
+        if not choice.run_now:
+            reason += f"; next round at {start:%Y-%m-%d %H:%M}Z"
         decision = Decision(
             round=self._rounds_done + 1,
             run_now=bool(choice.run_now),
@@ -460,8 +479,9 @@ class SelectionEngine:
             actual = self.source.actual(zones, decision.start, decision.end)
         random_actual = None
         if actual is not None and all(z in actual for z in zones):
+            pool = [c for c in decision.clients if c.available]
             random_actual = len(decision.selected) * float(
-                np.mean([c.energy_kwh * actual[c.zone] for c in decision.clients])
+                np.mean([c.energy_kwh * actual[c.zone] for c in pool])
             )
         self.ledger.complete_round(
             self.run_id,

@@ -82,6 +82,12 @@ class RoundView:
         """Rounds still to run, this one included (at least 1)."""
         return max(1, self.rounds_total - self.rounds_done)
 
+    def eligible(self) -> np.ndarray:
+        """Indices of the candidates that can train in the current slot."""
+        if self.available is None:
+            return np.arange(self.size)
+        return np.flatnonzero(self.available[:, 0])
+
     def emissions_now(self) -> np.ndarray:
         """Expected gCO2eq of each candidate training in the current slot."""
         return np.asarray(self.energy_kwh * self.intensity[self.zone, 0])
@@ -164,7 +170,7 @@ class RandomPolicy(Policy):
 
     def choose(self, view: RoundView, rng: np.random.Generator) -> Choice:
         """Draw K candidates uniformly."""
-        chosen = rng.choice(view.size, size=view.per_round, replace=False)
+        chosen = rng.choice(view.eligible(), size=view.per_round, replace=False)
         return Choice(np.sort(chosen), reason="uniform random sample")
 
 
@@ -175,7 +181,10 @@ class GreedyPolicy(Policy):
 
     def choose(self, view: RoundView, rng: np.random.Generator) -> Choice:
         """Take the K cleanest candidates of the current slot."""
-        chosen = _lowest(view.emissions_now(), view.per_round, rng)
+        emissions = view.emissions_now()
+        if view.available is not None:
+            emissions = np.where(view.available[:, 0], emissions, np.inf)
+        chosen = _lowest(emissions, view.per_round, rng)
         return Choice(np.sort(chosen), reason="the lowest expected emissions now")
 
 
@@ -221,6 +230,8 @@ class Lowcarb2022Policy(Policy):
             best = np.zeros(view.size)
         score = np.where(window == 0, self._HUGE - now, best)
         score[p > np.percentile(p, 80)] = -self._HUGE
+        if view.available is not None:
+            score[~view.available[:, 0]] = -np.inf
         chosen = _lowest(-score, view.per_round, rng)
         return Choice(np.sort(chosen), reason="lowcarb-2022 score: forced, then look-ahead")
 
@@ -284,7 +295,7 @@ class LowcarbPolicy(Policy):
                 np.empty(0, dtype=np.int64),
                 run_now=False,
                 next_slot=plan.next_run,
-                reason=f"paused: a cleaner slot comes {plan.next_run} later, before the deadline",
+                reason="paused: cleaner slots come before the deadline",
                 planned_g=plan.cost,
             )
         chosen = _take_from_groups(group, plan.now, rng)

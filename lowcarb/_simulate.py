@@ -23,6 +23,7 @@ from lowcarb._clock import ManualClock
 from lowcarb._energy import Client, EnergyModel
 from lowcarb._engine import SelectionEngine
 from lowcarb._forecast import Forecaster, NoisyForecaster, OracleForecaster, get_forecaster
+from lowcarb._ledger import Ledger
 from lowcarb._provider import CarbonProvider
 from lowcarb._signal import slot_means
 from lowcarb._time import ensure_utc, format_duration
@@ -335,8 +336,7 @@ def _open_source(
         except NoDataError as exc:
             raise NoDataError(
                 f"the window {scenario.start:%Y-%m-%dT%H:%MZ} + {scenario.window_hours:g} h, with "
-                f"{format_duration(lookback)} of history before it, is not inside the data: {exc}",
-                provider="file",
+                f"{format_duration(lookback)} of history before it, is not inside the data: {exc}"
             ) from None
         label = f"file {scenario.data}"
     frame = truth.values.ffill().bfill()
@@ -402,6 +402,8 @@ def simulate(
         forecaster = OracleForecaster(truth) if name == "oracle" else _forecaster(scenario, truth)
         engine = SelectionEngine(
             provider,
+            # In memory: a simulation never touches the configured ledger.
+            ledger=Ledger(),
             policy=name,
             forecaster=forecaster,
             run_id=name,

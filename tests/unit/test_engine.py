@@ -334,3 +334,46 @@ def test_the_ledger_path_comes_from_config(tmp_path, clock, monkeypatch) -> None
     monkeypatch.delenv("LOWCARB_LEDGER")
     with pytest.raises(ConfigurationError, match="ledger"):
         SelectionEngine(clock=clock, rounds=2)
+
+
+@pytest.mark.parametrize("policy", ["random", "greedy", "lowcarb-2022", "lowcarb"])
+def test_every_policy_respects_availability_now(table, clock, policy) -> None:
+    later = [(START + timedelta(hours=5), START + timedelta(days=2))]
+    clients = [Client("gb-later", "GB", availability=later), *_clients(zones=("DE",), n=3)]
+    engine = _engine(table, clock, policy=policy, rounds=3, forecaster="persistence")
+    decision = engine.select(clients, k=2)
+    assert "gb-later" not in decision.selected
+    assert not next(c for c in decision.clients if c.id == "gb-later").available
+    with pytest.raises(InvalidInputError, match="available now"):
+        engine.select(clients, k=4)
+
+
+def test_a_relative_deadline_survives_a_restart(clock, tmp_path) -> None:
+    frame = _frame({"GB": [500.0] * 12 + [50.0] * 12})
+    path = tmp_path / "ledger.sqlite"
+
+    def engine() -> SelectionEngine:
+        return _engine(
+            TableProvider(frame, clock=clock),
+            clock,
+            rounds=2,
+            ledger=path,
+            forecaster=OracleForecaster(frame),
+            deadline=timedelta(hours=20),
+            energy=EnergyModel(round_time=HOUR),
+        )
+
+    engine().close()
+    clock.advance(timedelta(hours=10))  # the process restarts 10 h later
+    resumed = engine()
+    assert resumed._deadline == START + timedelta(hours=20)
+
+
+def test_simulations_never_touch_the_configured_ledger(tmp_path, monkeypatch) -> None:
+    from lowcarb._simulate import Scenario, simulate
+
+    monkeypatch.setenv("LOWCARB_LEDGER", str(tmp_path / "ledger.sqlite"))
+    scenario = Scenario(zones=("DE", "GB"), hours=3, clients=4, per_round=2, learning="none")
+    for _ in range(2):
+        assert simulate(scenario).policies["lowcarb"].rounds == 3
+    assert not (tmp_path / "ledger.sqlite").exists()
