@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
@@ -304,8 +305,7 @@ class SelectionEngine:
         candidates = [_as_client(c) for c in clients]
         ids = [c.id for c in candidates]
         if len(set(ids)) != len(ids):
-            seen: set[str] = set()
-            dups = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+            dups = sorted(i for i, n in Counter(ids).items() if n > 1)
             raise InvalidInputError(f"duplicate client ids: {', '.join(dups[:5])}")
         if not isinstance(k, int | np.integer) or isinstance(k, bool) or k < 1:
             raise InvalidInputError(f"k must be a positive integer, got {k!r}")
