@@ -10,17 +10,24 @@ Built-in providers:
   series generated from per-zone statistics (contains data from Electricity Maps (ODbL)).
 * ``file`` (:class:`FileProvider`): wide CSV/Parquet files and Electricity Maps data-portal
   exports.
+* ``ukcarbon`` (:class:`UKCarbonIntensityProvider`): the GB Carbon Intensity API of NESO,
+  national and regional, no key. Its async face is ``provider.to_async()``.
+
+The network providers share one HTTP layer (``_http``, ``_http_provider``, ``_points``):
+timeouts, retries of transient failures, a response cache, redaction of secrets. It is
+imported only when such a provider is used, so ``import lowcarb`` loads no HTTP library.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["DefaultProvider", "FileProvider"]
+__all__ = ["DefaultProvider", "FileProvider", "UKCarbonIntensityProvider"]
 
 if TYPE_CHECKING:
     from lowcarb.backends._default import DefaultProvider
     from lowcarb.backends._file import FileProvider
+    from lowcarb.backends._ukcarbon import UKCarbonIntensityProvider
 
 
 def __getattr__(name: str) -> Any:

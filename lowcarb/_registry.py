@@ -37,6 +37,7 @@ ENTRY_POINT_GROUP = "lowcarb.backends"
 _BUILTIN: dict[str, str] = {
     "default": "lowcarb.backends._default:DefaultProvider",
     "file": "lowcarb.backends._file:FileProvider",
+    "ukcarbon": "lowcarb.backends._ukcarbon:UKCarbonIntensityProvider",
 }
 
 _registry: dict[str, str | type[CarbonProvider]] = dict(_BUILTIN)
