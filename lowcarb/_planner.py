@@ -27,6 +27,7 @@ makes the planner violate them as little as possible, and the result reports by 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -107,15 +108,58 @@ class Plan:
         return int(np.argmax(self.runs))
 
 
+class _Model:
+    """One HiGHS model solved with changing bounds and integrality.
+
+    HiGHS is called through highspy directly: scipy's ``milp`` wrapper loops in Python
+    over every column and costs as much as the solve itself on these problems.
+    """
+
+    def __init__(self, cost: np.ndarray, matrix: Any, row_lo: np.ndarray, row_hi: np.ndarray):
+        self.cost, self.matrix, self.row_lo, self.row_hi = cost, matrix, row_lo, row_hi
+
+    def solve(
+        self, lower: np.ndarray, upper: np.ndarray, integrality: np.ndarray
+    ) -> tuple[np.ndarray | None, float]:
+        """(solution, objective), or (None, nan) when HiGHS finds no optimum."""
+        import highspy
+
+        inf = highspy.kHighsInf
+        lp = highspy.HighsLp()
+        lp.num_col_, lp.num_row_ = int(self.cost.size), int(self.matrix.shape[0])
+        lp.col_cost_ = self.cost
+        lp.col_lower_ = lower
+        lp.col_upper_ = np.where(np.isinf(upper), inf, upper)
+        lp.row_lower_ = self.row_lo
+        lp.row_upper_ = self.row_hi
+        lp.a_matrix_.format_ = highspy.MatrixFormat.kColwise
+        lp.a_matrix_.start_ = self.matrix.indptr
+        lp.a_matrix_.index_ = self.matrix.indices
+        lp.a_matrix_.value_ = self.matrix.data
+        highs = highspy.Highs()  # type: ignore[no-untyped-call]
+        highs.setOptionValue("output_flag", False)
+        if integrality.any():
+            kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
+            lp.integrality_ = [kinds[int(v)] for v in integrality]
+            highs.setOptionValue("mip_rel_gap", 1e-9)
+        else:
+            # Presolve finds little to remove in a transportation problem and costs ~20 %.
+            highs.setOptionValue("presolve", "off")
+        highs.passModel(lp)
+        highs.run()
+        if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+            return None, float("nan")
+        values = np.asarray(highs.getSolution().col_value, dtype=float)
+        return values, float(highs.getInfo().objective_function_value)
+
+
 def solve_plan(problem: PlanningProblem) -> Plan:
-    """Solve the planning problem exactly with HiGHS (scipy).
+    """Solve the planning problem exactly with HiGHS.
 
     Raises:
         LowcarbError: If some slot cannot be filled with K available clients.
     """
-    # scipy.optimize takes ~0.5 s to import; only planning pays for it.
     import scipy.sparse as sp
-    from scipy.optimize import Bounds, LinearConstraint, milp
 
     cost, size, k = problem.cost, problem.size.astype(float), problem.per_round
     groups, slots = cost.shape
@@ -181,21 +225,14 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     upper = np.concatenate(
         [cap.ravel(), np.where(runnable, 1.0, 0.0)[:n_y], np.full(2 * groups, np.inf)]
     )
-    constraints = LinearConstraint(matrix, np.concatenate(row_lo), np.concatenate(row_hi))
+    model = _Model(c, matrix.tocsc(), np.concatenate(row_lo), np.concatenate(row_hi))
     lower = np.zeros(n)
-    integrality = np.zeros(n)
+    integrality = np.zeros(n, dtype=bool)
     # The LP relaxation: with y fixed the matrix is totally unimodular, so x is integral
     # at a vertex, and in practice y is integral too; then the relaxation is the optimum.
-    # HiGHS's presolve finds little to remove in a transportation problem and costs ~20 %.
-    result = milp(
-        c,
-        constraints=constraints,
-        bounds=Bounds(lower, upper),
-        integrality=integrality,
-        options={"presolve": False},
-    )
-    if result.x is not None and pause:
-        y = result.x[n_x : n_x + n_y]
+    x, objective = model.solve(lower, upper, integrality)
+    if x is not None and pause:
+        y = x[n_x : n_x + n_y]
         fractional = (y > 1e-6) & (y < 1 - 1e-6)
         if fractional.any():
             # Relax-and-fix: keep the slots the relaxation runs or skips outright and
@@ -205,25 +242,17 @@ def solve_plan(problem: PlanningProblem) -> Plan:
             upper[n_x : n_x + n_y] = np.where(y <= 1e-6, 0.0, upper[n_x : n_x + n_y])
             # Only y branches: once y is integral, x is integral at a vertex (above).
             integrality[n_x : n_x + n_y] = fractional
-            bound = float(result.fun)
-            result = milp(
-                c,
-                constraints=constraints,
-                bounds=Bounds(lower, upper),
-                integrality=integrality,
-                options={"mip_rel_gap": 1e-9},
-            )
-            if result.x is not None:
-                gap = (float(result.fun) - bound) / max(abs(bound), 1e-12)
-    if result.x is not None and np.abs(result.x - np.rint(result.x)).max() > 1e-6:
+            bound = objective
+            x, objective = model.solve(lower, upper, integrality)
+            if x is not None:
+                gap = (objective - bound) / max(abs(bound), 1e-12)
+    if x is not None and np.abs(x - np.rint(x)).max() > 1e-6:
         # A solver may stop at a non-vertex optimum of a degenerate LP; ask for integers.
-        integrality[: n_x + n_y] = 1
-        result = milp(
-            c, constraints=constraints, bounds=Bounds(lower, upper), integrality=integrality
-        )
-    if result.x is None:  # pragma: no cover - the soft quotas make every instance feasible
-        raise LowcarbError(f"the planner found no plan: {result.message}")
-    solution = np.rint(result.x)
+        integrality[: n_x + n_y] = True
+        x, objective = model.solve(lower, upper, integrality)
+    if x is None:  # pragma: no cover - the soft quotas make every instance feasible
+        raise LowcarbError("the planner found no plan")
+    solution = np.rint(x)
     counts = solution[:n_x].reshape(groups, slots).astype(np.int64)
     runs = solution[n_x : n_x + n_y] > 0.5 if pause else np.ones(slots, dtype=bool)
     return Plan(

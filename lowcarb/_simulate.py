@@ -366,9 +366,10 @@ def simulate(
     Raises:
         InvalidInputError: For zones missing from the data or a window outside it.
     """
-    # The planner imports scipy.optimize on first use; import it now so that decision
-    # times measure deciding, not importing.
-    import scipy.optimize  # noqa: F401
+    # The planner imports its solver on first use; import it now so that decision times
+    # measure deciding, not importing.
+    import highspy  # noqa: F401
+    import scipy.sparse  # noqa: F401
 
     rng = np.random.default_rng([scenario.seed, 1])
     slot = scenario.slot
