@@ -33,7 +33,10 @@ import numpy as np
 
 from lowcarb.exceptions import InvalidInputError, LowcarbError
 
-__all__ = ["Plan", "PlanningProblem", "solve_plan"]
+__all__ = ["MIP_TIME_LIMIT_S", "Plan", "PlanningProblem", "solve_plan"]
+
+#: Longest time the deadline planner branches before taking its best schedule (s).
+MIP_TIME_LIMIT_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -142,12 +145,19 @@ class _Model:
             kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
             lp.integrality_ = [kinds[int(v)] for v in integrality]
             highs.setOptionValue("mip_rel_gap", 1e-9)
+            # A decision must come in bounded time: past the limit the best schedule
+            # found so far is taken (its distance from the bound goes to Plan.gap).
+            highs.setOptionValue("time_limit", MIP_TIME_LIMIT_S)
         else:
             # Presolve finds little to remove in a transportation problem and costs ~20 %.
             highs.setOptionValue("presolve", "off")
         highs.passModel(lp)
         highs.run()
-        if highs.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+        status = highs.getModelStatus()
+        if status != highspy.HighsModelStatus.kOptimal and not (
+            status == highspy.HighsModelStatus.kTimeLimit
+            and highs.getInfo().primal_solution_status == 2  # a feasible incumbent
+        ):
             return None, float("nan")
         values = np.asarray(highs.getSolution().col_value, dtype=float)
         return values, float(highs.getInfo().objective_function_value)
@@ -242,8 +252,17 @@ def solve_plan(problem: PlanningProblem) -> Plan:
             upper[n_x : n_x + n_y] = np.where(y <= 1e-6, 0.0, upper[n_x : n_x + n_y])
             # Only y branches: once y is integral, x is integral at a vertex (above).
             integrality[n_x : n_x + n_y] = fractional
-            bound = objective
+            bound, relaxed = objective, y
             x, objective = model.solve(lower, upper, integrality)
+            if x is None:
+                # No schedule within the time limit: run the slots the relaxation leans
+                # to most, and let the LP place the clients.
+                order = np.argsort(-relaxed, kind="stable")[: problem.rounds]
+                lower[n_x : n_x + n_y] = 0.0
+                upper[n_x : n_x + n_y] = 0.0
+                lower[n_x + order] = upper[n_x + order] = 1.0
+                integrality[:] = False
+                x, objective = model.solve(lower, upper, integrality)
             if x is not None:
                 gap = (objective - bound) / max(abs(bound), 1e-12)
     if x is not None and np.abs(x - np.rint(x)).max() > 1e-6:

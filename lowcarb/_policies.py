@@ -170,7 +170,9 @@ class RandomPolicy(Policy):
 
     def choose(self, view: RoundView, rng: np.random.Generator) -> Choice:
         """Draw K candidates uniformly."""
-        chosen = rng.choice(view.eligible(), size=view.per_round, replace=False)
+        # An int population draws the same indices without allocating N of them.
+        pool = view.size if view.available is None else view.eligible()
+        chosen = rng.choice(pool, size=view.per_round, replace=False)
         return Choice(np.sort(chosen), reason="uniform random sample")
 
 
