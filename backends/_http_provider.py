@@ -29,14 +29,12 @@ import pandas as pd
 from lowcarb import __version__
 from lowcarb._clock import Clock
 from lowcarb._provider import (
-    MAX_SPAN,
     AsyncCarbonProvider,
     Capabilities,
     CarbonProvider,
     _check_range,
 )
 from lowcarb._series import IntensitySeries
-from lowcarb._time import ensure_utc, floor_time, format_duration
 from lowcarb._zones import ZoneInfo, ZoneResolution
 from lowcarb.backends._http import (
     AsyncDriver,
@@ -49,7 +47,7 @@ from lowcarb.backends._http import (
     error_detail,
 )
 from lowcarb.backends._points import GapPolicy
-from lowcarb.exceptions import ConfigurationError, InvalidInputError, NoDataError, ProviderError
+from lowcarb.exceptions import ConfigurationError, ProviderError
 
 __all__ = ["AsyncHttpProvider", "HttpOptions", "HttpProvider"]
 
@@ -351,33 +349,6 @@ class HttpProvider(CarbonProvider):
         )
 
 
-def _forecast_arguments(
-    provider: CarbonProvider, zones: list[str], start: datetime | None, horizon: timedelta
-) -> tuple[datetime, timedelta]:
-    """The checks of :meth:`CarbonProvider.forecast`, for the async face."""
-    first = provider.clock.now() if start is None else ensure_utc(start, "start")
-    if not isinstance(horizon, timedelta) or horizon <= timedelta(0):
-        raise InvalidInputError(f"horizon must be a positive timedelta, got {horizon!r}")
-    if horizon > MAX_SPAN:
-        raise InvalidInputError(
-            f"horizon {format_duration(horizon)} is longer than the maximum "
-            f"{format_duration(MAX_SPAN)}"
-        )
-    caps = provider.capabilities
-    if caps.forecast_horizon is None:
-        raise NoDataError("this provider gives no forecasts", provider=provider.name)
-    first = floor_time(first, caps.resolution)
-    lead = first + horizon - floor_time(provider.clock.now(), caps.resolution)
-    if lead > caps.forecast_horizon:
-        raise InvalidInputError(
-            f"a forecast to {first + horizon:%Y-%m-%dT%H:%MZ} reaches "
-            f"{format_duration(lead)} ahead of now, beyond what {provider.name!r} forecasts "
-            f"({format_duration(caps.forecast_horizon)}); ask for a shorter horizon or an "
-            "earlier start"
-        )
-    return first, horizon
-
-
 class AsyncHttpProvider(AsyncCarbonProvider):
     """The async face of an :class:`HttpProvider`; build it with :meth:`HttpProvider.to_async`.
 
@@ -455,7 +426,7 @@ class AsyncHttpProvider(AsyncCarbonProvider):
     ) -> IntensitySeries:
         """See :meth:`CarbonProvider.forecast`."""
         checked = self.provider._check_zones(zones)
-        first, horizon = _forecast_arguments(self.provider, checked, start, horizon)
+        first = self.provider._forecast_start(start, horizon)
         return await self._driver.run(self.provider._forecast_flow(checked, first, horizon))
 
     async def aclose(self) -> None:

@@ -200,6 +200,14 @@ class CarbonProvider(abc.ABC):
             horizon: How far ahead, positive.
         """
         checked = self._check_zones(zones)
+        first = self._forecast_start(start, horizon)
+        return self._forecast(checked, first, horizon)
+
+    def _forecast_start(self, start: datetime | None, horizon: timedelta) -> datetime:
+        """Check a forecast's horizon and reach; returns the floored start.
+
+        Shared by every face of a provider (sync here, async in network backends).
+        """
         first = self.clock.now() if start is None else ensure_utc(start, "start")
         if not isinstance(horizon, timedelta) or horizon <= timedelta(0):
             raise InvalidInputError(f"horizon must be a positive timedelta, got {horizon!r}")
@@ -221,7 +229,7 @@ class CarbonProvider(abc.ABC):
                 f"{format_duration(lead)} ahead of now, beyond what {self.name!r} forecasts "
                 f"({format_duration(reach)}); ask for a shorter horizon or an earlier start"
             )
-        return self._forecast(checked, first, horizon)
+        return first
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release resources (connections, files)."""

@@ -172,27 +172,24 @@ def test_a_window_outside_the_data_is_refused(tmp_path: Path) -> None:
         simulate(Scenario(**{**SMALL, "data": tmp_path / "missing.csv"}))
 
 
+# A small scenario on the command line.
+CLI_SMALL = [
+    "simulate",
+    "--zones",
+    "DE,GB,SG",
+    "--hours",
+    "12",
+    "--clients",
+    "9",
+    "--per-round",
+    "3",
+    "--learning",
+    "none",
+]
+
+
 def test_cli_json_to_stdout(capsys) -> None:
-    code = main(
-        [
-            "simulate",
-            "--zones",
-            "DE,GB,SG",
-            "--hours",
-            "12",
-            "--clients",
-            "9",
-            "--per-round",
-            "3",
-            "--learning",
-            "none",
-            "--policies",
-            "random,lowcarb",
-            "--json",
-            "-",
-        ]
-    )
-    assert code == 0
+    assert main([*CLI_SMALL, "--policies", "random,lowcarb", "--json", "-"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert set(doc["policies"]) == {"random", "lowcarb"}
     assert doc["scenario"]["zones"] == ["DE", "GB", "SG"]
@@ -200,28 +197,8 @@ def test_cli_json_to_stdout(capsys) -> None:
 
 def test_cli_table_json_file_and_plot(tmp_path: Path, capsys) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
-    code = main(
-        [
-            "simulate",
-            "--zones",
-            "DE,GB,SG",
-            "--hours",
-            "12",
-            "--clients",
-            "9",
-            "--per-round",
-            "3",
-            "--learning",
-            "none",
-            "--policies",
-            "random,greedy,lowcarb",
-            "--json",
-            str(out),
-            "--plot",
-            str(png),
-        ]
-    )
-    assert code == 0
+    args = ["--policies", "random,greedy,lowcarb", "--json", str(out), "--plot", str(png)]
+    assert main([*CLI_SMALL, *args]) == 0
     text = capsys.readouterr().out
     assert "lowcarb" in text and "Jain" in text
     assert json.loads(out.read_text())["scenario"]["clients"] == 9
