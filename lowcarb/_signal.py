@@ -121,7 +121,11 @@ class SignalSource:
         self.fallbacks = tuple(fallbacks)
         self.use_provider_forecast = use_provider_forecast
         self.unknown_zone = unknown_zone
-        self._cache: dict[str, pd.Series] = {}
+        # Per zone: what was observed (the forecaster's history, extended round by round
+        # so a provider is asked only for the intervals it has not given yet) and the last
+        # good forecast; both serve as the fallback when the provider fails.
+        self._observed: dict[tuple[str, ...], tuple[pd.DataFrame, pd.Timestamp]] = {}
+        self._forecasts: dict[str, pd.Series] = {}
         self._served: dict[int, frozenset[str]] = {}
 
     def _serves(self, provider: CarbonProvider) -> frozenset[str]:
@@ -150,7 +154,7 @@ class SignalSource:
         now = ensure_utc(now, "now")
         end = starts[-1] + pd.Timedelta(length)
         remaining = list(dict.fromkeys(zones))
-        frames: list[pd.DataFrame] = []
+        frames: list[tuple[pd.DataFrame, timedelta]] = []
         sources: dict[str, str] = {}
         notes: list[str] = []
         fallback: list[str] = []
@@ -162,6 +166,7 @@ class SignalSource:
                 continue
             try:
                 frame, method = self._fetch(provider, serve, now, end)
+                step = provider.capabilities.resolution
             except LowcarbError as exc:
                 notes.append(f"{provider.name} failed: {exc}")
                 failure = failure or exc
@@ -173,20 +178,18 @@ class SignalSource:
                         fallback.append(f"last good signal cached for {', '.join(serve)}")
                         remaining = [z for z in remaining if z not in serve]
                 continue
-            frames.append(frame)
+            frames.append((frame, step))
             label = provider.name + (" (fallback)" if position else "")
             sources.update(dict.fromkeys(serve, f"{label} {method}"))
             if position:
                 fallback.append(f"{provider.name} answered for {', '.join(serve)}")
             for column in frame.columns:
-                self._cache[column] = frame[column]
+                self._forecasts[column] = frame[column]
             remaining = [z for z in remaining if z not in serve]
 
-        rows = []
-        resolution = self._resolution(frames)
-        for frame in frames:
-            rows.append(slot_means(frame, resolution, starts, length))
-        known = [z for f in frames for z in f.columns]
+        # Each provider's values are averaged over the slots at its own resolution.
+        rows = [slot_means(frame, step, starts, length) for frame, step in frames]
+        known = [z for frame, _ in frames for z in frame.columns]
         matrix = np.vstack(rows) if rows else np.empty((0, len(starts)))
         if remaining:
             if failure is not None and not known:
@@ -215,10 +218,6 @@ class SignalSource:
             notes=tuple(notes),
         )
 
-    def _resolution(self, frames: list[pd.DataFrame]) -> timedelta:
-        steps = [f.index[1] - f.index[0] for f in frames if len(f.index) > 1]
-        return min(steps, default=pd.Timedelta(hours=1)).to_pytimedelta()
-
     def _fetch(
         self, provider: CarbonProvider, zones: list[str], now: datetime, end: datetime
     ) -> tuple[pd.DataFrame, str]:
@@ -238,32 +237,56 @@ class SignalSource:
             return own, "forecast"
         if not caps.history:
             raise LowcarbError(f"{provider.name} gives no history to forecast from")
-        lookback = self.forecaster.lookback
-        if lookback > timedelta(0):
-            history = provider.history(zones, first - lookback, first).values
-        else:  # forecasters that read no history (the oracle)
-            history = pd.DataFrame(columns=zones, index=pd.DatetimeIndex([], tz="UTC"))
+        history = self._history(provider, zones, first, step)
         predicted = self.forecaster.predict(history, now, targets)
         if own is not None:
             predicted = own.combine_first(predicted)
             return predicted, f"forecast + {self.forecaster.name} forecaster"
         return predicted, f"history + {self.forecaster.name} forecaster"
 
-    def _from_cache(self, zones: list[str], now: datetime, end: datetime) -> pd.DataFrame | None:
-        if not all(z in self._cache for z in zones):
+    def _history(
+        self, provider: CarbonProvider, zones: list[str], first: datetime, step: timedelta
+    ) -> pd.DataFrame:
+        """Observed values of ``[first - lookback, first)``, fetching only what is new."""
+        lookback = self.forecaster.lookback
+        if lookback <= timedelta(0):  # forecasters that read no history (the oracle)
+            return pd.DataFrame(columns=zones, index=pd.DatetimeIndex([], tz="UTC"))
+        start, stop = pd.Timestamp(first - lookback), pd.Timestamp(first)
+        key = tuple(zones)
+        cached, since = self._observed.get(key, (None, stop))
+        # The cache covers the window when it was asked from the window's start or earlier
+        # (a provider may hold less history than that; asking again would not help).
+        if cached is not None and since <= start:
+            # Only the intervals since the last round are new: usually one.
+            resume = max(cached.index[-1] + pd.Timedelta(step), since) if len(cached) else since
+            if resume < stop:
+                tail = provider.history(zones, resume.to_pydatetime(), first).values
+                cached = pd.concat([cached, tail[tail.index >= resume]])
+        else:
+            cached = provider.history(zones, start.to_pydatetime(), first).values
+        cached = cached[cached.index >= start]
+        self._observed[key] = (cached, start)
+        return cached[cached.index < stop]
+
+    def _from_cache(
+        self, zones: list[str], now: datetime, end: datetime
+    ) -> tuple[pd.DataFrame, timedelta] | None:
+        """The last good forecast, extended by the forecaster over the observed history."""
+        if not all(z in self._forecasts for z in zones):
             return None
-        frame = pd.concat({z: self._cache[z] for z in zones}, axis=1)
+        frame = pd.concat({z: self._forecasts[z] for z in zones}, axis=1)
         step = frame.index[1] - frame.index[0] if len(frame.index) > 1 else pd.Timedelta(hours=1)
         first = floor_time(now, step.to_pytimedelta())
         targets = pd.date_range(first, end, freq=step, inclusive="left", name="start")
         covered = frame.reindex(targets)
         if not covered.isna().to_numpy().any():
-            return covered
-        # Extend what the cache holds with the forecaster, reading the cache as history.
-        past = frame[frame.index < pd.Timestamp(first)]
-        if past.empty:
+            return covered, step.to_pytimedelta()
+        observed = {z: f[z] for f, _ in self._observed.values() for z in f.columns if z in zones}
+        if len(observed) < len(zones):
             return None
-        return covered.combine_first(self.forecaster.predict(past, now, targets))
+        past = pd.concat(observed, axis=1)[zones]
+        predicted = self.forecaster.predict(past, now, targets)
+        return covered.combine_first(predicted), step.to_pytimedelta()
 
     def actual(
         self, zones: Sequence[str], start: datetime, end: datetime

@@ -32,15 +32,17 @@ class TableProvider(CarbonProvider):
 
     name = "table"
 
-    def __init__(self, frame: pd.DataFrame, *, clock=None) -> None:
+    def __init__(self, frame: pd.DataFrame, *, clock=None, step: timedelta = HOUR) -> None:
         super().__init__(clock=clock)
         self.frame = frame
+        self.step = step
         self.fail = False
         self.calls = 0
+        self.asked: list[tuple[datetime, datetime]] = []
 
     @property
     def capabilities(self) -> Capabilities:
-        return Capabilities("average", "lifecycle", HOUR, forecast_horizon=None)
+        return Capabilities("average", "lifecycle", self.step, forecast_horizon=None)
 
     def served_zones(self) -> list[str]:
         return list(self.frame.columns)
@@ -49,10 +51,11 @@ class TableProvider(CarbonProvider):
         self.calls += 1
         if self.fail:
             raise ProviderUnavailableError("connection refused", provider=self.name)
+        self.asked.append((start, end))
         part = self.frame.loc[(self.frame.index >= start) & (self.frame.index < end), zones]
         if part.empty:
             raise NoDataError("nothing there", provider=self.name)
-        return IntensitySeries(part, HOUR, provider=self.name)
+        return IntensitySeries(part, self.step, provider=self.name)
 
     def _latest(self, zones):
         now = pd.Timestamp(self.clock.now()).floor("h")
@@ -377,3 +380,42 @@ def test_simulations_never_touch_the_configured_ledger(tmp_path, monkeypatch) ->
     for _ in range(2):
         assert simulate(scenario).policies["lowcarb"].rounds == 3
     assert not (tmp_path / "ledger.sqlite").exists()
+
+
+def test_history_is_fetched_once_then_only_the_new_intervals(table, clock) -> None:
+    engine = _engine(table, clock, rounds=5, forecaster="profile")
+    for _ in range(5):
+        engine.select(_clients(), k=2)
+        clock.advance(HOUR)
+    spans = [end - start for start, end in table.asked]
+    assert spans[0] == timedelta(days=14)  # the forecaster's lookback, once
+    assert spans[1:] == [HOUR] * 4  # then one new interval a round
+
+
+def test_each_provider_is_averaged_at_its_own_resolution(clock) -> None:
+    # A half-hourly primary for GB and an hourly fallback for DE whose value alternates
+    # every hour: one-hour slots must see exactly 100, 300, 100, ...
+    half = timedelta(minutes=30)
+    index = pd.date_range(START - timedelta(days=15), periods=48 * 20, freq="30min", tz="UTC")
+    gb = TableProvider(
+        pd.DataFrame({"GB": np.resize([50.0, 70.0], len(index))}, index=index),
+        clock=clock,
+        step=half,
+    )
+    de = TableProvider(
+        _frame({"DE": [100.0, 300.0]}, start=START - timedelta(days=15)), clock=clock
+    )
+    de.name = "hourly"
+    engine = _engine(
+        gb,
+        clock,
+        rounds=4,
+        fallbacks=[de],
+        forecaster=OracleForecaster(pd.concat([gb.frame, de.frame], axis=1).ffill()),
+        energy=EnergyModel(round_time=HOUR),
+    )
+    signal = engine.source.signal(
+        ["GB", "DE"], START, pd.date_range(START, periods=4, freq="h"), HOUR
+    )
+    assert signal.intensity[0].tolist() == pytest.approx([60.0] * 4)
+    assert signal.intensity[1].tolist() == pytest.approx([100.0, 300.0, 100.0, 300.0])
