@@ -16,8 +16,8 @@ optimum is integral and HiGHS finds it at the root. With slack, the binaries ``y
 the plan pause whole rounds or start later (Pause-and-Resume, Flexible Start). Their LP
 relaxation is nearly always integral already; when a few ``y`` come out fractional, the
 planner fixes the others and branches on those few (relax-and-fix), reporting the gap to
-the relaxation's bound (``Plan.gap``), which is what makes deadline planning ~20x faster
-than branching on every slot.
+the relaxation's bound (``Plan.gap``). On three decisions captured from the seed scenario
+with 96 rounds within 120 h this took 300-480 ms down to 80-90 ms.
 
 Quotas are soft with a penalty larger than any possible saving, so a plan always exists
 (for example when new clients join late and cannot all reach their share); the penalty

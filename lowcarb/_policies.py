@@ -102,14 +102,12 @@ class Choice:
         run_now: False when the round should wait.
         next_slot: When pausing, the slot index at which the next round runs.
         reason: One sentence a person understands.
-        planned_g: Expected gCO2eq of the remaining training under the plan, if planned.
     """
 
     selected: np.ndarray
     run_now: bool = True
     next_slot: int = 0
     reason: str = ""
-    planned_g: float | None = None
 
 
 def fair_share_bounds(
@@ -136,8 +134,6 @@ class Policy(abc.ABC):
 
     #: Registry name.
     name: ClassVar[str] = ""
-    #: Whether the policy looks beyond the current slot (it then needs a forecast).
-    plans_ahead: ClassVar[bool] = False
 
     @abc.abstractmethod
     def choose(self, view: RoundView, rng: np.random.Generator) -> Choice:
@@ -205,7 +201,6 @@ class Lowcarb2022Policy(Policy):
     """
 
     name = "lowcarb-2022"
-    plans_ahead = True
     _HUGE = 1e9
 
     def __init__(self, lookahead_slots: int = 6) -> None:
@@ -250,7 +245,6 @@ class LowcarbPolicy(Policy):
     """
 
     name = "lowcarb"
-    plans_ahead = True
 
     def __init__(self, fairness: float = 1.0) -> None:
         fair_share_bounds(1, 1, 1, fairness)  # validates
@@ -298,13 +292,12 @@ class LowcarbPolicy(Policy):
                 run_now=False,
                 next_slot=plan.next_run,
                 reason="paused: cleaner slots come before the deadline",
-                planned_g=plan.cost,
             )
         chosen = _take_from_groups(group, plan.now, rng)
         reason = "planned: this round's share of the cheapest fair schedule"
         if plan.shortfall or plan.excess:
             reason += f" (quotas missed by {plan.shortfall + plan.excess} client-rounds)"
-        return Choice(np.sort(chosen), reason=reason, planned_g=plan.cost)
+        return Choice(np.sort(chosen), reason=reason)
 
 
 def _groups(
