@@ -38,6 +38,10 @@ _BUILTIN: dict[str, str] = {
     "default": "lowcarb.backends._default:DefaultProvider",
     "file": "lowcarb.backends._file:FileProvider",
     "ukcarbon": "lowcarb.backends._ukcarbon:UKCarbonIntensityProvider",
+    "electricitymaps": "lowcarb.backends._electricitymaps:ElectricityMapsProvider",
+    "watttime": "lowcarb.backends._watttime:WattTimeProvider",
+    "carbon-aware-sdk": "lowcarb.backends._carbonaware:CarbonAwareSDKProvider",
+    "entsoe": "lowcarb.backends._entsoe:EntsoeProvider",
 }
 
 _registry: dict[str, str | type[CarbonProvider]] = dict(_BUILTIN)

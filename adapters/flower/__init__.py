@@ -1,0 +1,1 @@
+"""lowcarb integration package (being written)."""
