@@ -1,0 +1,691 @@
+"""``electricitymaps`` provider: the Electricity Maps API (v3), with an ``auth-token`` key.
+
+Upstream: https://portal.electricitymaps.com/developer-hub/api/reference (base URL
+``https://api.electricitymaps.com/v3``). Signal: **average, consumption-based** carbon
+intensity (flow-traced through imports) in gCO2eq/kWh, **lifecycle** emission factors by
+default or **direct** (combustion only) with ``emission_factor_type = "direct"``. Hourly.
+
+Credential: the API key, sent in the ``auth-token`` header, read from the environment
+variable ``LOWCARB_ELECTRICITYMAPS_TOKEN`` (or a file named by
+``LOWCARB_ELECTRICITYMAPS_TOKEN_FILE``). A key the API rejects raises
+:class:`~lowcarb.exceptions.AuthenticationError` at once, never retried, naming the variable.
+
+Endpoints used (all ``GET``; the data calls also send ``emissionFactorType``)::
+
+    zones     /zones                                  the zones this key may read, and routes
+    latest    /carbon-intensity/latest?zone=DE        also ?lat=..&lon=.. (location lookup)
+    history   /carbon-intensity/history?zone=DE       the last 24 hours
+    past      /carbon-intensity/past-range?zone=DE&start=..&end=..   at most 10 days a call
+    forecast  /carbon-intensity/forecast?zone=DE&horizonHours=24|48|72
+
+What each call returns:
+
+* ``served_zones``: the keys of ``/zones``, asked once (cached a day). With a key, the API
+  lists only the zones that key may read (a free key: one zone), and per zone the routes
+  (``access``); a route the key lacks is refused before any request, naming the plan.
+* ``latest``: the API's newest hourly value (the API's own "now", whatever the clock says;
+  a note says when it is more than two hours old).
+* ``history``: ranges inside the last 24 hours read ``/history`` (free tier); older or
+  longer ones read ``/past-range`` (paid plans), split into 10-day requests. Up to the
+  current hour; later ones raise ``NoDataError`` (ask ``forecast``).
+* ``forecast``: asked for 24, 48 or 72 hours (the smallest that covers the request), so
+  forecasts made within the cache TTL share one answer.
+* ``resolve("LAT,LON")``: asks the API which zone holds the point (``/latest?lat&lon``).
+
+Values: ``isEstimated`` is kept in the series' estimated mask; ``null`` intensities are
+gaps. Malformed bodies, a wrong ``unit``, ``emissionFactorType`` or
+``temporalGranularity`` raise ``ResponseParseError`` naming the (redacted) request; gaps,
+duplicates and disorder follow :mod:`lowcarb.backends._points`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Literal
+
+import httpx
+import pandas as pd
+
+from lowcarb._provider import Capabilities, Credential
+from lowcarb._series import IntensitySeries
+from lowcarb._time import floor_time
+from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, parse_location
+from lowcarb.backends._http import AsyncDriver, Call, Flow, json_body
+from lowcarb.backends._http_provider import AsyncHttpProvider, HttpOptions, HttpProvider
+from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
+from lowcarb.exceptions import (
+    AuthenticationError,
+    ConfigurationError,
+    MissingCredentialError,
+    NoDataError,
+    ProviderError,
+    RateLimitedError,
+    ResponseParseError,
+    UnknownZoneError,
+)
+
+__all__ = ["ElectricityMapsProvider"]
+
+log = logging.getLogger("lowcarb.backends.electricitymaps")
+
+BASE_URL = "https://api.electricitymaps.com/v3"
+HOUR = timedelta(hours=1)
+#: The variable that holds the API key (``_FILE`` appended: a file that holds it).
+TOKEN_ENV = "LOWCARB_ELECTRICITYMAPS_TOKEN"
+#: Where a key comes from.
+TOKEN_HELP = (
+    "get a key at https://portal.electricitymaps.com; free tier: "
+    "https://www.electricitymaps.com/free-tier"
+)
+#: ``/carbon-intensity/history`` covers this much before the current hour.
+HISTORY_REACH = timedelta(hours=24)
+#: The longest ``/past-range`` request at hourly granularity (10 days).
+MAX_PAST_RANGE = timedelta(days=10)
+#: The longest forecast lowcarb asks for (``horizonHours``).
+FORECAST_REACH = timedelta(hours=72)
+#: ``/zones`` and location answers are kept this long (zones do not move).
+LOOKUP_TTL = timedelta(days=1)
+#: A failed ``/zones`` is raised again, not asked again, for this long.
+ZONES_RETRY_AFTER = timedelta(minutes=1)
+#: ``latest`` older than this gets a note.
+STALE_AFTER = timedelta(hours=2)
+#: The unit the API reports intensities in, when it names one.
+UNIT = "gco2eq/kwh"
+
+EmissionFactorType = Literal["lifecycle", "direct"]
+
+
+def _stamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _short(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _ceil(when: datetime) -> datetime:
+    floor = floor_time(when, HOUR)
+    return floor if floor == when else floor + HOUR
+
+
+@dataclass(frozen=True)
+class _Zone:
+    """One entry of ``/zones``: names and the routes the key may use (None: not listed)."""
+
+    name: str
+    country: str
+    access: tuple[str, ...] | None
+
+    def allows(self, route: str) -> bool:
+        if self.access is None:
+            return True
+        return any(fnmatch.fnmatchcase(route, pattern) for pattern in self.access)
+
+
+class ElectricityMapsProvider(HttpProvider):
+    """Carbon intensity from the Electricity Maps API: average, consumption-based, hourly.
+
+    Upstream docs: https://portal.electricitymaps.com/developer-hub/api/reference. Zones
+    are Electricity Maps zone keys (``DE``, ``FR``, ``US-CAL-CISO``), those ``/zones``
+    lists for the key. Lifecycle emission factors by default, direct on request. Free
+    keys read ``latest`` and the last 24 h of ``history`` for one zone; ``past-range``
+    and ``forecast`` need a paid plan or a trial.
+
+    Args:
+        token: The API key (sent as the ``auth-token`` header). From the configuration it
+            is read only from ``LOWCARB_ELECTRICITYMAPS_TOKEN`` or ``..._FILE``.
+        emission_factor_type: ``lifecycle`` (supply chain included, the API's default) or
+            ``direct`` (combustion only, the GHG Protocol scope 2 boundary).
+        zones: Zones used when a caller names none (default: every zone ``/zones`` lists).
+        **options: See :class:`HttpOptions` (``base_url``, ``timeout_s``, ``max_attempts``,
+            ``max_retry_time_s``, ``cache_ttl_s``, ``max_concurrency``, ``gaps``,
+            ``max_gap_hours`` ...) and :class:`HttpProvider` (``transport``, ``client``,
+            ``cache``, ``rng``, ``clock``).
+
+    Example:
+        >>> p = ElectricityMapsProvider(token="...")  # doctest: +SKIP
+        >>> p.forecast(["DE", "FR"]).values.round()  # doctest: +SKIP
+    """
+
+    name = "electricitymaps"
+    default_base_url = BASE_URL
+    credentials: ClassVar[tuple[Credential, ...]] = (
+        Credential("token", TOKEN_ENV, required=True, help=TOKEN_HELP),
+    )
+
+    @dataclass(frozen=True)
+    class Options(HttpOptions):
+        """Config keys of the ``electricitymaps`` provider (``[providers.electricitymaps]``).
+
+        Attributes:
+            emission_factor_type: ``lifecycle`` (default) or ``direct``.
+            zones: Zones used when a command names none (default: all the key may read).
+        """
+
+        base_url: str = BASE_URL
+        emission_factor_type: EmissionFactorType = "lifecycle"
+        zones: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        *,
+        token: str = "",
+        emission_factor_type: EmissionFactorType = "lifecycle",
+        zones: tuple[str, ...] | list[str] = (),
+        **options: Any,
+    ) -> None:
+        if not isinstance(token, str) or not token.strip():
+            raise MissingCredentialError(
+                f"provider 'electricitymaps' needs an API key: set {TOKEN_ENV} or "
+                f"{TOKEN_ENV}_FILE ({TOKEN_HELP})"
+            )
+        if emission_factor_type not in ("lifecycle", "direct"):
+            raise ConfigurationError(
+                f"emission_factor_type={emission_factor_type!r}: must be 'lifecycle' or 'direct'"
+            )
+        self.token = token.strip()
+        self.emission_factor_type: EmissionFactorType = emission_factor_type
+        self.preferred_zones = tuple(zones)
+        self._zone_table: dict[str, _Zone] | None = None
+        self._zones_failed: tuple[datetime, ProviderError] | None = None
+        super().__init__(**options)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Average signal, the configured basis, hourly, forecasts up to 72 h ahead."""
+        return Capabilities(
+            signal="average",
+            basis=self.emission_factor_type,
+            resolution=HOUR,
+            forecast_horizon=FORECAST_REACH,
+            history=True,
+        )
+
+    # -- hooks ----------------------------------------------------------------------------
+
+    def request_headers(self) -> dict[str, str]:
+        """The common headers plus ``auth-token`` (redacted everywhere)."""
+        return {**super().request_headers(), "auth-token": self.token}
+
+    def classify_error(self, response: httpx.Response) -> ProviderError | None:
+        """Electricity Maps' quirks: every refusal is a 401, whatever the reason.
+
+        A bad key, a zone or route outside the key's plan, and (reported by users, by
+        design per tier) a rate limit all come back as 401. Only the last is retried.
+        """
+        if response.status_code != 401:
+            return None
+        detail = self._core.redact(self.error_detail(response))
+        where = f"{self._where(response)} -> 401"
+        lowered = detail.lower()
+        if "rate" in lowered or "too many" in lowered or "limit" in lowered:
+            return RateLimitedError(
+                f"{where}: the provider is rate limiting us: {detail}",
+                provider=self.name,
+                status_code=401,
+                retry_after=self._core.retry_after(response),
+            )
+        if "unauthorized for" in lowered:
+            return AuthenticationError(
+                f"{where}: this key's plan does not cover the request ({detail}); free keys "
+                "read carbon-intensity latest and history for one zone, past-range and "
+                "forecast need a paid plan or trial",
+                provider=self.name,
+                status_code=401,
+            )
+        return AuthenticationError(
+            f"{where}: the provider rejected the key"
+            + (f": {detail}" if detail else "")
+            + f"; set {TOKEN_ENV} (or {TOKEN_ENV}_FILE) to a valid Electricity Maps key",
+            provider=self.name,
+            status_code=401,
+        )
+
+    # -- zones ----------------------------------------------------------------------------
+
+    def served_zones(self) -> list[str]:
+        """The zones ``/zones`` lists for this key (one request, cached a day).
+
+        If ``/zones`` fails, the ``zones`` option or lowcarb's zone catalog stands in, so
+        that the failure surfaces from the data call itself, where a fallback chain
+        catches it, rather than from a zone check outside it.
+        """
+        try:
+            return list(self._zones_table())
+        except ProviderError as exc:
+            log.warning("%s; assuming the configured or catalog zones", exc)
+            return list(self.preferred_zones) or list(ZONE_CATALOG)
+
+    def default_zones(self) -> list[str]:
+        """The ``zones`` option, else every served zone."""
+        return list(self.preferred_zones) or self.served_zones()
+
+    def zones(self) -> list[ZoneInfo]:
+        """The served zones, with lowcarb's catalog entry where known, else the API's names."""
+        infos = []
+        for key, entry in self._zones_table().items():
+            known = ZONE_CATALOG.get(key)
+            infos.append(
+                known or ZoneInfo(key, entry.name, entry.country, "", math.nan, math.nan, "UTC")
+            )
+        return infos
+
+    def _zones_table(self) -> dict[str, _Zone]:
+        if self._zone_table is None:
+            self._recent_zones_failure()
+            try:
+                self._zone_table = self._driver.run(self._zones_flow())
+            except ProviderError as exc:
+                self._zones_failed = (self.clock.now(), exc)
+                raise
+        return self._zone_table
+
+    def _recent_zones_failure(self) -> None:
+        """Raise again a ``/zones`` failure younger than ``ZONES_RETRY_AFTER``.
+
+        One call checks zones, then reads the table: a bad key costs one request, not two.
+        """
+        if self._zones_failed is not None:
+            when, exc = self._zones_failed
+            if self.clock.now() - when < ZONES_RETRY_AFTER:
+                raise exc
+
+    def _zones_flow(self) -> Flow[dict[str, _Zone]]:
+        call = Call("/zones", cache_ttl=self._ttl(LOOKUP_TTL), label="zones")
+        (response,) = yield [call]
+        where = self._where(response)
+        payload = self._payload(response, call)
+        if isinstance(payload, dict) and isinstance(payload.get("zones"), dict):
+            payload = payload["zones"]  # the SDK model's wrapper, should the API adopt it
+        if not isinstance(payload, dict):
+            raise ResponseParseError(
+                f"{where} answered with a {type(payload).__name__}, not a mapping of zones",
+                provider=self.name,
+            )
+        table: dict[str, _Zone] = {}
+        for key, item in payload.items():
+            entry = self._object(item, f"{where}: {key!r}")
+            access = entry.get("access")
+            if access is not None and not (
+                isinstance(access, list) and all(isinstance(a, str) for a in access)
+            ):
+                raise ResponseParseError(
+                    f"{where}: {key!r}.access is {access!r}, not a list of routes",
+                    provider=self.name,
+                )
+            table[key] = _Zone(
+                str(entry.get("zoneName") or key),
+                str(entry.get("countryName") or entry.get("zoneName") or ""),
+                tuple(access) if access is not None else None,
+            )
+        if not table:
+            raise NoDataError(f"{where} lists no zone this key may read", provider=self.name)
+        return table
+
+    def _require(self, zones: list[str], route: str) -> None:
+        """Refuse, before any request, a route the key's ``/zones`` entry does not allow."""
+        table = self._zones_table()
+        refused = [z for z in zones if z in table and not table[z].allows(route)]
+        if refused:
+            allowed = ", ".join(table[refused[0]].access or ()) or "nothing"
+            raise AuthenticationError(
+                f"this key may not read {route} for {', '.join(refused)} (its /zones entry "
+                f"allows: {allowed}); free keys read carbon-intensity latest and history "
+                "only, past-range and forecast need a paid plan or trial",
+                provider=self.name,
+            )
+
+    # -- resolving ------------------------------------------------------------------------
+
+    def _resolve_flow(self, location: str) -> Flow[ZoneResolution] | None:
+        coords = parse_location(location.strip())
+        if coords is None:
+            return None
+        return self._location_flow(location, *coords)
+
+    def _location_flow(self, query: str, lat: float, lon: float) -> Flow[ZoneResolution]:
+        call = Call(
+            "/carbon-intensity/latest",
+            params={"lat": f"{lat:g}", "lon": f"{lon:g}"},
+            cache_ttl=self._ttl(LOOKUP_TTL),
+            label=f"zone at {lat:g},{lon:g}",
+            accept=frozenset({400, 404}),
+        )
+        (response,) = yield [call]
+        where = self._where(response)
+        if response.status_code in call.accept:
+            raise UnknownZoneError(
+                query,
+                [],
+                where=self.name,
+                detail=f"{where} -> {response.status_code}: "
+                f"{self.error_detail(response) or 'no zone at this location'}",
+            )
+        payload = self._object(self._payload(response, call), where)
+        zone = payload.get("zone")
+        if not isinstance(zone, str) or not zone:
+            raise ResponseParseError(
+                f"{where}: 'zone' is {zone!r}, not a zone key", provider=self.name
+            )
+        if zone not in self._zones_table():
+            raise UnknownZoneError(
+                query,
+                [],
+                where=self.name,
+                detail=f"{where} places it in {zone}, which this key may not read",
+            )
+        return ZoneResolution(query, zone, "provider")
+
+    # -- flows ----------------------------------------------------------------------------
+
+    def _params(self, zone: str, **extra: str) -> dict[str, str]:
+        return {"zone": zone, "emissionFactorType": self.emission_factor_type, **extra}
+
+    def _latest_flow(self, zones: list[str]) -> Flow[IntensitySeries]:
+        self._require(zones, "carbon-intensity/latest")
+        calls = [
+            Call(
+                "/carbon-intensity/latest",
+                params=self._params(zone),
+                cache_ttl=self._ttl(),
+                label=f"latest {zone}",
+            )
+            for zone in zones
+        ]
+        responses = yield calls
+        now = self.clock.now()
+        chosen: dict[str, Point] = {}
+        notes: list[str] = []
+        for zone, call, response in zip(zones, calls, responses, strict=True):
+            where = self._where(response)
+            payload = self._object(self._payload(response, call), where)
+            self._check_meta(payload, zone, where)
+            point = self._point(payload, zone, where)
+            if point.value is None:
+                raise NoDataError(
+                    f"{where}: no value for {zone} (carbonIntensity is null)", provider=self.name
+                )
+            chosen[zone] = point
+            if now - point.start > STALE_AFTER:
+                notes.append(f"{zone}: the latest value is from {_short(point.start)}")
+        index = pd.DatetimeIndex(sorted({p.start for p in chosen.values()}), tz="UTC")
+        values = pd.DataFrame(index=index, columns=zones, dtype=float)
+        flags = pd.DataFrame(False, index=index, columns=zones)
+        for zone, point in chosen.items():
+            values.loc[pd.Timestamp(point.start), zone] = point.value
+            flags.loc[pd.Timestamp(point.start), zone] = point.estimated
+        return self._series(values, flags, notes + self._estimated_note(flags))
+
+    def _history_flow(
+        self, zones: list[str], start: datetime, end: datetime
+    ) -> Flow[IntensitySeries]:
+        first, stop = _ceil(start), _ceil(end)
+        current = floor_time(self.clock.now(), HOUR)
+        if first > current or end > current + HOUR:
+            raise NoDataError(
+                f"history ends with the current hour ({_short(current)}); ask forecast() for "
+                "later ones",
+                provider=self.name,
+            )
+        if first >= stop:
+            empty = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC"), columns=zones, dtype=float)
+            return self._series(empty, None, [])
+        # (call, zone, window): each answer is cut to its own window, so overlaps are harmless.
+        asks: list[tuple[Call, str, datetime, datetime]] = []
+        ttl = self._ttl()
+        if first >= current - HISTORY_REACH:
+            self._require(zones, "carbon-intensity/history")
+            for zone in zones:
+                call = Call(
+                    "/carbon-intensity/history",
+                    params=self._params(zone),
+                    cache_ttl=ttl,
+                    label=f"history {zone}",
+                )
+                asks.append((call, zone, first, stop))
+        else:
+            self._require(zones, "carbon-intensity/past-range")
+            chunk = first
+            while chunk < stop:
+                chunk_end = min(chunk + MAX_PAST_RANGE, stop)
+                for zone in zones:
+                    call = Call(
+                        "/carbon-intensity/past-range",
+                        params=self._params(zone, start=_stamp(chunk), end=_stamp(chunk_end)),
+                        cache_ttl=ttl,
+                        label=f"past-range {zone}",
+                    )
+                    asks.append((call, zone, chunk, chunk_end))
+                chunk = chunk_end
+        responses = yield [ask[0] for ask in asks]
+        points: dict[str, list[Point]] = {zone: [] for zone in zones}
+        for (call, zone, lo, hi), response in zip(asks, responses, strict=True):
+            key = "history" if call.path.endswith("/history") else "data"
+            found = self._items(response, call, zone, key)
+            points[zone] += [p for p in found if lo <= p.start < hi]
+        values, flags, notes = assemble(
+            points,
+            start=first,
+            end=stop,
+            resolution=HOUR,
+            provider=self.name,
+            gaps=self.gaps,
+            max_gap=self.max_gap,
+        )
+        return self._series(values, flags, notes + self._estimated_note(flags))
+
+    def _forecast_flow(
+        self, zones: list[str], start: datetime, horizon: timedelta
+    ) -> Flow[IntensitySeries]:
+        self._require(zones, "carbon-intensity/forecast")
+        issued = self.clock.now()
+        stop = start + horizon
+        # 24, 48 or 72 hours: the smallest that covers the request, so forecasts asked
+        # within one cache TTL share one answer.
+        needed = (stop - floor_time(issued, HOUR)) / HOUR
+        hours = min(72, max(24, 24 * math.ceil(needed / 24)))
+        calls = [
+            Call(
+                "/carbon-intensity/forecast",
+                params=self._params(zone, horizonHours=str(hours)),
+                cache_ttl=self._ttl(),
+                label=f"forecast {zone}",
+            )
+            for zone in zones
+        ]
+        responses = yield calls
+        points = {
+            zone: [
+                Point(p.start, p.value)  # forecasts are never "estimated" measurements
+                for p in self._items(response, call, zone, "forecast")
+            ]
+            for zone, call, response in zip(zones, calls, responses, strict=True)
+        }
+        values, flags, notes = assemble(
+            points,
+            start=start,
+            end=stop,
+            resolution=HOUR,
+            provider=self.name,
+            gaps=self.gaps,
+            max_gap=self.max_gap,
+        )
+        return self._series(values, flags, notes, is_forecast=True, issued_at=issued)
+
+    # -- parsing --------------------------------------------------------------------------
+
+    def _payload(self, response: httpx.Response, call: Call) -> Any:
+        payload = json_body(
+            response, provider=self.name, secrets=self._core.secrets, label=call.label
+        )
+        # 200 answers that carry an error (the API's InputError/NoDataError shapes).
+        if isinstance(payload, dict) and (
+            payload.get("status") == "error" or ("error" in payload and len(payload) == 1)
+        ):
+            raise ProviderError(
+                f"{self._where(response)} answered with an error: "
+                f"{self.error_detail(response) or payload!r}",
+                provider=self.name,
+                status_code=response.status_code,
+            )
+        return payload
+
+    def _items(self, response: httpx.Response, call: Call, zone: str, key: str) -> list[Point]:
+        """The points of a list answer: ``{"zone", <key>: [{"carbonIntensity", ...}]}``."""
+        where = self._where(response)
+        payload = self._object(self._payload(response, call), where)
+        self._check_meta(payload, zone, where)
+        items = payload.get(key)
+        if items is None and key in payload:
+            items = []
+        if not isinstance(items, list):
+            raise ResponseParseError(
+                f"{where}: {key!r} is {type(items).__name__ if key in payload else 'missing'}, "
+                "not a list",
+                provider=self.name,
+            )
+        points = []
+        for i, item in enumerate(items):
+            here = f"{where}: {key}[{i}]"
+            entry = self._object(item, here)
+            self._check_meta(entry, zone, here)
+            points.append(self._point(entry, zone, here))
+        return points
+
+    def _point(self, item: Mapping[str, Any], zone: str, where: str) -> Point:
+        start = timestamp(item.get("datetime"), where=f"{where}.datetime", provider=self.name)
+        value = intensity_value(
+            item.get("carbonIntensity"), where=f"{where}.carbonIntensity", provider=self.name
+        )
+        estimated = item.get("isEstimated", False)
+        if estimated is None:
+            estimated = False
+        if not isinstance(estimated, bool):
+            raise ResponseParseError(
+                f"{where}.isEstimated is {estimated!r}, not true or false", provider=self.name
+            )
+        return Point(start, value, estimated)
+
+    def _check_meta(self, item: Mapping[str, Any], zone: str, where: str) -> None:
+        """The fields that say what the numbers are must agree with what was asked."""
+        found = item.get("zone")
+        if found is not None and found != zone:
+            raise ResponseParseError(
+                f"{where}: zone is {found!r}, but {zone!r} was asked for", provider=self.name
+            )
+        basis = item.get("emissionFactorType")
+        if basis is not None and basis != self.emission_factor_type:
+            raise ResponseParseError(
+                f"{where}: emissionFactorType is {basis!r}, but "
+                f"{self.emission_factor_type!r} was asked for",
+                provider=self.name,
+            )
+        granularity = item.get("temporalGranularity")
+        if granularity is not None and granularity != "hourly":
+            raise ResponseParseError(
+                f"{where}: temporalGranularity is {granularity!r}, not 'hourly'",
+                provider=self.name,
+            )
+        unit = item.get("unit")
+        if unit is not None and str(unit).replace(" ", "").lower() != UNIT:
+            raise ResponseParseError(
+                f"{where}: unit is {unit!r}, not gCO2eq/kWh", provider=self.name
+            )
+
+    def _object(self, item: Any, where: str) -> dict[str, Any]:
+        if not isinstance(item, dict):
+            raise ResponseParseError(
+                f"{where} is {type(item).__name__}, not an object", provider=self.name
+            )
+        return item
+
+    def _estimated_note(self, flags: pd.DataFrame) -> list[str]:
+        count = int(flags.to_numpy().sum())
+        if not count:
+            return []
+        return [
+            f"{count} value{'s' * (count != 1)} flagged estimated (Electricity Maps' "
+            "isEstimated, or repaired by lowcarb)"
+        ]
+
+    # -- the async face -------------------------------------------------------------------
+
+    def to_async(
+        self,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        client: httpx.AsyncClient | None = None,
+        max_concurrency: int | None = None,
+    ) -> AsyncHttpProvider:
+        """The async face: same options, clock and cache; ``/zones`` is asked asynchronously.
+
+        See :meth:`HttpProvider.to_async`.
+        """
+        return _AsyncElectricityMaps(
+            self,
+            transport=transport,
+            client=client,
+            max_concurrency=max_concurrency or self.max_concurrency,
+        )
+
+
+class _AsyncElectricityMaps(AsyncHttpProvider):
+    """The async face, which fetches the zone table over the async client before use.
+
+    Zone checks of the shared flows read the provider's zone table; fetching it here
+    first keeps the blocking sync client out of the event loop.
+    """
+
+    provider: ElectricityMapsProvider
+    _driver: AsyncDriver
+
+    async def _zones(self) -> None:
+        p = self.provider
+        if p._zone_table is not None:
+            return
+        try:
+            p._recent_zones_failure()
+            p._zone_table = await self._driver.run(p._zones_flow())
+        except ProviderError as exc:
+            # Recorded: the zone checks and the call then raise it without a request.
+            p._zones_failed = p._zones_failed or (p.clock.now(), exc)
+
+    async def served_zones(self) -> list[str]:
+        """The zones ``/zones`` lists for this key."""
+        await self._zones()
+        return self.provider.served_zones()
+
+    async def default_zones(self) -> list[str]:
+        """The ``zones`` option, else every served zone."""
+        await self._zones()
+        return self.provider.default_zones()
+
+    async def resolve(self, location: str) -> ZoneResolution:
+        """See :meth:`HttpProvider.resolve`."""
+        await self._zones()
+        return await super().resolve(location)
+
+    async def latest(self, zones: Any) -> IntensitySeries:
+        """See :meth:`CarbonProvider.latest`."""
+        await self._zones()
+        return await super().latest(zones)
+
+    async def history(self, zones: Any, start: datetime, end: datetime) -> IntensitySeries:
+        """See :meth:`CarbonProvider.history`."""
+        await self._zones()
+        return await super().history(zones, start, end)
+
+    async def forecast(
+        self,
+        zones: Any,
+        start: datetime | None = None,
+        horizon: timedelta = timedelta(hours=24),
+    ) -> IntensitySeries:
+        """See :meth:`CarbonProvider.forecast`."""
+        await self._zones()
+        return await super().forecast(zones, start, horizon)
