@@ -14,9 +14,19 @@ REPO = Path(__file__).resolve().parents[2]
 CASSETTE_ROOT = REPO / "cassettes"
 
 #: Headers that carry credentials at one provider or another (case-insensitive).
-SECRET_HEADERS = ("authorization", "auth-token", "x-api-key", "api-key", "cookie", "set-cookie")
-#: Query parameters that carry credentials (ENTSO-E's securityToken and the usual names).
-SECRET_PARAMETERS = ("securityToken", "token", "access_token", "api_key", "apikey")
+SECRET_HEADERS = (
+    "authorization",
+    "auth-token",
+    "x-api-key",
+    "api-key",
+    "cookie",
+    "set-cookie",
+    # Azure API Management, a common gateway in front of a self-hosted Carbon Aware SDK.
+    "ocp-apim-subscription-key",
+)
+#: Query parameters that carry credentials (ENTSO-E's securityToken and the usual names;
+#: auth-token is Electricity Maps' header, filtered should it ever travel as a parameter).
+SECRET_PARAMETERS = ("securityToken", "token", "access_token", "api_key", "apikey", "auth-token")
 #: Form and JSON body fields that carry credentials (WattTime's login and register).
 SECRET_FIELDS = ("password", "username", "token", "email")
 
@@ -31,6 +41,16 @@ _BODY_PATTERNS = [
     # bearer tokens and bare JWTs anywhere
     (re.compile(rb"(Bearer\s+)[A-Za-z0-9._~+/=-]+", re.I), rb"\1REDACTED"),
     (re.compile(rb"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), rb"REDACTED"),
+]
+# An Electricity Maps key echoed back as a JSON field or in a URL (auth-token).
+_BODY_PATTERNS += [
+    (re.compile(rb'("auth[-_]?token"\s*:\s*")[^"]*(")', re.I), rb"\1REDACTED\2"),
+    (re.compile(rb"(auth[-_]?token=)[^&\s\"'<]+", re.I), rb"\1REDACTED"),
+]
+
+# An ENTSO-E securityToken quoted as a field ('securityToken': '...', "securityToken": "...").
+_BODY_PATTERNS += [
+    (re.compile(rb"""(securityToken['"]\s*[:=]\s*['"])[^'"]+""", re.I), rb"\1REDACTED"),
 ]
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
+import httpx
 import pytest
 import vcr
 import yaml
@@ -17,6 +19,10 @@ from _vcr_setup import (
     scrub_text,
 )
 from vcr.request import Request
+
+from lowcarb import ManualClock
+from lowcarb.backends._watttime import WattTimeProvider
+from lowcarb.exceptions import NoDataError
 
 # No HTTP here: a request would meet an empty cassette folder and fail.
 CASSETTES = "hygiene"
@@ -38,6 +44,11 @@ LOOKS_SECRET = [
         ),
     ),
     ("AWS key", re.compile(r"\bAKIA[0-9A-Z]{16}\b")),
+    # ENTSO-E security tokens are UUIDs; one may leak bare, e.g. echoed in a body.
+    (
+        "UUID (an ENTSO-E token?)",
+        re.compile(r"(?i)\b[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}\b"),
+    ),
     ("private key", re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")),
 ]
 
@@ -167,3 +178,152 @@ def test_scrub_text_leaves_ordinary_bodies_alone():
     body = b'{"data": [{"from": "2024-06-01T12:00Z", "intensity": {"forecast": 95}}]}'
     assert scrub_text(body) == body
     assert set(SECRET_FIELDS) >= {"password", "token"}
+
+
+# -- WattTime: Basic auth on /login, a JWT in its body, Bearer on every call ------------------
+
+_WATTTIME_JWT = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJsb3djYXJiLXVzZXIifQ.c2lnbmF0dXJlLXZhbHVl"
+
+
+def test_the_scanner_finds_a_leaked_watttime_login():
+    leaky = f"""# Written by hand (not recorded)
+interactions:
+- request:
+    body: ''
+    headers:
+      authorization:
+      - Basic bG93Y2FyYi11c2VyOmh1bnRlcjJodW50ZXIy
+    method: GET
+    uri: https://api.watttime.org/login
+  response:
+    body:
+      string: '{{"token": "{_WATTTIME_JWT}"}}'
+    headers: {{}}
+    status: {{code: 200, message: OK}}
+- request:
+    body: ''
+    headers:
+      Authorization:
+      - Bearer {_WATTTIME_JWT}
+    method: GET
+    uri: https://api.watttime.org/v3/forecast?region=CAISO_NORTH&signal_type=co2_moer
+  response:
+    body:
+      string: '{{}}'
+    headers: {{}}
+    status: {{code: 200, message: OK}}
+version: 1
+"""
+    found = "\n".join(problems(leaky))
+    for expected in (
+        "JSON web token",
+        "basic auth",
+        "bearer token",
+        "interaction 0: request header authorization is not REDACTED",
+        "interaction 1: request header Authorization is not REDACTED",
+    ):
+        assert expected in found
+
+
+def test_recording_a_watttime_session_writes_no_credential(vcr_config, tmp_path):
+    """Record a login and a forecast through the real filters; the file must be clean."""
+
+    def live(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/login":
+            return httpx.Response(200, json={"token": _WATTTIME_JWT})
+        assert request.headers["authorization"] == f"Bearer {_WATTTIME_JWT}"
+        body = {
+            "data": [{"point_time": "2024-06-01T12:10:00+00:00", "value": 1000.0}],
+            "meta": {"region": "CAISO_NORTH", "units": "lbs_co2_per_mwh", "echo": _WATTTIME_JWT},
+        }
+        return httpx.Response(200, json=body)
+
+    recorder = vcr.VCR(**{**vcr_config, "record_mode": "all"})
+    path = tmp_path / "session.yaml"
+    with recorder.use_cassette(str(path)):
+        provider = WattTimeProvider(
+            username="lowcarb-user",
+            password="hunter2hunter2",
+            regions=["US-CAL-CISO=CAISO_NORTH"],
+            transport=httpx.MockTransport(live),
+            clock=ManualClock(datetime(2024, 6, 1, 12, 10, tzinfo=UTC)),
+        )
+        provider.latest(["US-CAL-CISO"])
+    text = path.read_text(encoding="utf-8")
+    assert "/login" in text and "/v3/forecast" in text
+    assert problems(text) == []
+    for secret in (_WATTTIME_JWT, "hunter2", "bG93Y2FyYi11c2Vy"):
+        assert secret not in text
+
+
+# -- ENTSO-E: the token is the query parameter securityToken (a UUID) -------------------------
+
+_ENTSOE_TOKEN = "3f2504e0-4f89-41d3-9a0c-0305e82c3301"
+
+
+def test_the_scanner_finds_a_leaked_entsoe_token():
+    leaky = f"""# Written by hand (not recorded)
+interactions:
+- request:
+    body: null
+    headers: {{}}
+    method: GET
+    uri: https://web-api.tp.entsoe.eu/api?documentType=A75&securityToken={_ENTSOE_TOKEN}
+  response:
+    body:
+      string: '<text>token {_ENTSOE_TOKEN.upper()} is not valid</text>'
+    headers: {{}}
+    status: {{code: 401, message: Unauthorized}}
+version: 1
+"""
+    found = "\n".join(problems(leaky))
+    assert "interaction 0: query parameter securityToken is not REDACTED" in found
+    assert found.count("UUID (an ENTSO-E token?)") == 2  # the URI and the bare one in the body
+
+
+def test_recording_an_entsoe_session_writes_no_token(vcr_config, tmp_path):
+    """Record entsoe-py's requests against a loopback server through the real filters."""
+    import threading
+    from html import escape
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from lowcarb.backends._entsoe import EntsoeProvider
+
+    class Echo(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # an acknowledgement that echoes the URL, as some do
+            body = (
+                '<?xml version="1.0" encoding="UTF-8"?><Acknowledgement_MarketDocument>'
+                f"<Reason><code>999</code><text>No matching data found for {escape(self.path)}</text>"
+                "</Reason></Acknowledgement_MarketDocument>"
+            ).encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/xml")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    recorder = vcr.VCR(**{**vcr_config, "record_mode": "all"})
+    path = tmp_path / "entsoe.yaml"
+    try:
+        with recorder.use_cassette(str(path)):
+            provider = EntsoeProvider(
+                token=_ENTSOE_TOKEN,
+                base_url=f"http://127.0.0.1:{server.server_port}/api",
+                clock=ManualClock(datetime(2024, 6, 1, 12, 10, tzinfo=UTC)),
+            )
+            with pytest.raises(NoDataError):
+                provider.latest(["DE"])
+            provider.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    text = path.read_text(encoding="utf-8")
+    assert "documentType=A75" in text and "securityToken=REDACTED" in text
+    assert _ENTSOE_TOKEN not in text and problems(text) == []
