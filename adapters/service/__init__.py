@@ -1,1 +1,33 @@
-"""lowcarb integration package (being written)."""
+"""The selection service: lowcarb's engine over HTTP/JSON, for any framework.
+
+``lowcarb serve`` runs it; :func:`create_app` builds the ASGI application for embedding.
+It needs Starlette and uvicorn (``pip install 'lowcarb[disco]'``), imported on first use.
+
+Example:
+    >>> from lowcarb._tasks import TaskEngines
+    >>> from lowcarb.adapters.service import ServiceConfig, create_app
+    >>> app = create_app(TaskEngines("state"), ServiceConfig(token="s3cret"))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lowcarb.adapters.service._app import ServiceConfig, create_app
+
+__all__ = ["ServiceConfig", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in __all__:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        from lowcarb.adapters.service import _app
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("starlette", "uvicorn"):
+            raise
+        raise ImportError(
+            f"the selection service needs {exc.name}: pip install 'lowcarb[disco]'"
+        ) from exc
+    return getattr(_app, name)

@@ -1,0 +1,331 @@
+"""Request shapes of the selection service.
+
+Each request body is declared once, as a :class:`Shape` of :class:`Prop` entries; the same
+declaration validates incoming JSON (errors name the offending field, e.g.
+``candidates[3].energy_kwh``) and produces the JSON Schema in the OpenAPI document, so
+the two cannot drift apart. This module knows no HTTP.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from lowcarb._tasks import TASK_ID_PATTERN
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = [
+    "CANDIDATE",
+    "COMPLETE_REQUEST",
+    "SELECT_REQUEST",
+    "Prop",
+    "RequestError",
+    "Shape",
+]
+
+#: Longest client id, zone or location accepted (characters).
+MAX_NAME = 256
+#: Most entries in a map (measured energies, metrics, actual intensities).
+MAX_ENTRIES = 100_000
+
+
+class RequestError(InvalidInputError):
+    """A request the service refuses, with the HTTP status and the field to blame.
+
+    Attributes:
+        status: HTTP status code (4xx).
+        field: Path of the offending field (``candidates[2].zone``), or None.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, status: int = 422) -> None:
+        self.status = status
+        self.field = field
+        super().__init__(message)
+
+
+@dataclass(frozen=True)
+class Prop:
+    """One property of a JSON object.
+
+    Attributes:
+        kind: ``string``, ``integer``, ``number``, ``array`` (of ``item`` objects) or
+            ``map`` (string keys to numbers).
+        doc: What it means, with its unit.
+        required: Whether it must be present.
+        minimum: Least value (numbers) or least number of items (arrays).
+        maximum: Greatest number of items (arrays) or entries (maps).
+        max_length: Longest string.
+        pattern: Regular expression a string must match in full.
+        item: The shape of an array's items.
+        example: A value for the documentation.
+    """
+
+    kind: str
+    doc: str
+    required: bool = False
+    minimum: float | None = None
+    maximum: int | None = None
+    max_length: int | None = None
+    pattern: str | None = None
+    item: Shape | None = None
+    example: Any = None
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema (2020-12, as OpenAPI 3.1 uses) of this property."""
+        out: dict[str, Any] = {"description": self.doc}
+        if self.kind == "array":
+            assert self.item is not None
+            out.update(type="array", items={"$ref": f"#/components/schemas/{self.item.name}"})
+            if self.minimum is not None:
+                out["minItems"] = int(self.minimum)
+            if self.maximum is not None:
+                out["maxItems"] = self.maximum
+        elif self.kind == "map":
+            out.update(
+                type="object",
+                additionalProperties={"type": "number"},
+                propertyNames={"minLength": 1, "maxLength": MAX_NAME},
+            )
+            if self.minimum is not None:
+                out["additionalProperties"]["minimum"] = self.minimum
+            if self.maximum is not None:
+                out["maxProperties"] = self.maximum
+        else:
+            out["type"] = self.kind
+            if self.minimum is not None:
+                out["minimum"] = int(self.minimum) if self.kind == "integer" else self.minimum
+            if self.kind == "string":
+                out["minLength"] = 1
+                # Unanchored \S: at least one character that is not white space.
+                out["pattern"] = f"^{self.pattern}$" if self.pattern else r"\S"
+            if self.max_length is not None:
+                out["maxLength"] = self.max_length
+        if self.example is not None:
+            out["example"] = self.example
+        return out
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A JSON object with declared properties; anything undeclared is refused.
+
+    Attributes:
+        name: Name of its schema in the OpenAPI document.
+        doc: What it is.
+        props: Its properties by name, in documentation order.
+        one_of: Groups of properties of which exactly one must be present.
+    """
+
+    name: str
+    doc: str
+    props: Mapping[str, Prop]
+    one_of: tuple[tuple[str, ...], ...] = field(default=())
+
+    def schema(self) -> dict[str, Any]:
+        """JSON Schema of the object."""
+        out: dict[str, Any] = {
+            "type": "object",
+            "description": self.doc,
+            "properties": {name: prop.schema() for name, prop in self.props.items()},
+            "required": [name for name, prop in self.props.items() if prop.required],
+            "additionalProperties": False,
+        }
+        if self.one_of:
+            out["allOf"] = [
+                {"oneOf": [{"required": [name]} for name in group]} for group in self.one_of
+            ]
+        return out
+
+    def parse(
+        self, value: Any, path: str = "", *, limits: Mapping[str, int] | None = None
+    ) -> dict[str, Any]:
+        """Validate a decoded JSON value; return its properties (absent ones omitted).
+
+        Args:
+            value: What ``json.loads`` produced.
+            path: Where the object sits in the request, for error messages.
+            limits: Overrides of ``maximum`` by property name (configured limits).
+
+        Raises:
+            RequestError: Naming the first offending field.
+        """
+        where = path or "body"
+        if not isinstance(value, dict):
+            raise RequestError(f"{where} must be a JSON object", field=path or None)
+        for name in value:
+            if name not in self.props:
+                allowed = ", ".join(self.props)
+                raise RequestError(
+                    f"unknown field {_join(path, name)!r}; allowed: {allowed}",
+                    field=_join(path, name),
+                )
+        for group in self.one_of:
+            present = [name for name in group if name in value]
+            if len(present) != 1:
+                names = " or ".join(repr(n) for n in group)
+                raise RequestError(
+                    f"{where} needs exactly one of {names}",
+                    field=_join(path, present[1] if present else group[0]),
+                )
+        out: dict[str, Any] = {}
+        for name, prop in self.props.items():
+            here = _join(path, name)
+            if name not in value:
+                if prop.required:
+                    raise RequestError(f"missing required field {here!r}", field=here)
+                continue
+            maximum = (limits or {}).get(name, prop.maximum)
+            out[name] = _check(prop, value[name], here, maximum)
+        return out
+
+
+def _join(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _number(value: Any, where: str, *, integer: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        kind = "an integer" if integer else "a number"
+        raise RequestError(f"{where} must be {kind}, got {value!r}", field=where)
+    if not math.isfinite(value):
+        raise RequestError(f"{where} must be finite, got {value!r}", field=where)
+    if integer:
+        # JSON Schema counts 2.0 as an integer; so do we.
+        if isinstance(value, float) and not value.is_integer():
+            raise RequestError(f"{where} must be an integer, got {value!r}", field=where)
+        return int(value)
+    return value
+
+
+def _check(prop: Prop, value: Any, where: str, maximum: int | None) -> Any:
+    if prop.kind in ("integer", "number"):
+        number = _number(value, where, integer=prop.kind == "integer")
+        if prop.minimum is not None and number < prop.minimum:
+            raise RequestError(f"{where} must be >= {prop.minimum:g}, got {value!r}", field=where)
+        return number
+    if prop.kind == "string":
+        if not isinstance(value, str) or not value.strip():
+            raise RequestError(f"{where} must be a non-empty string", field=where)
+        if prop.max_length is not None and len(value) > prop.max_length:
+            raise RequestError(f"{where} is longer than {prop.max_length} characters", field=where)
+        if prop.pattern is not None and not re.fullmatch(prop.pattern, value):
+            raise RequestError(f"{where}={value!r} must match {prop.pattern}", field=where)
+        return value
+    if prop.kind == "array":
+        assert prop.item is not None
+        if not isinstance(value, list):
+            raise RequestError(f"{where} must be a JSON array", field=where)
+        if prop.minimum is not None and len(value) < prop.minimum:
+            raise RequestError(f"{where} needs at least {prop.minimum:g} items", field=where)
+        if maximum is not None and len(value) > maximum:
+            raise RequestError(
+                f"{where} has {len(value)} items; this service accepts at most {maximum}",
+                field=where,
+            )
+        return [prop.item.parse(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    if prop.kind == "map":
+        if not isinstance(value, dict):
+            raise RequestError(f"{where} must be a JSON object of numbers", field=where)
+        if maximum is not None and len(value) > maximum:
+            raise RequestError(f"{where} has more than {maximum} entries", field=where)
+        out: dict[str, float] = {}
+        for key, item in value.items():
+            here = f"{where}.{key}"
+            if not key or len(key) > MAX_NAME:
+                raise RequestError(f"{where} has an empty or overlong key", field=where)
+            out[key] = _number(item, here)
+            if prop.minimum is not None and out[key] < prop.minimum:
+                raise RequestError(f"{here} must be >= {prop.minimum:g}, got {item!r}", field=here)
+        return out
+    raise AssertionError(f"unknown kind {prop.kind}")  # pragma: no cover - declarations
+
+
+_TASK = Prop(
+    "string",
+    "Task (training run) id; each task keeps its own fairness state.",
+    required=True,
+    max_length=128,
+    pattern=TASK_ID_PATTERN,
+    example="mnist",
+)
+
+CANDIDATE = Shape(
+    "Candidate",
+    "A client that could take part in the round. Give exactly one of zone or location.",
+    {
+        "id": Prop("string", "Client id, unique in the request.", True, max_length=MAX_NAME),
+        "zone": Prop(
+            "string",
+            "Grid zone (e.g. DE, US-CAL-CISO). Zones no provider serves get the mean of the "
+            "others (or an error, if the service is configured so).",
+            max_length=MAX_NAME,
+            example="DE",
+        ),
+        "location": Prop(
+            "string",
+            "Where the client runs: 'LAT,LON' in degrees, a zone or country name, or a "
+            "cloud region such as 'aws:eu-central-1'. Resolved to a served zone.",
+            max_length=MAX_NAME,
+            example="47.37,8.54",
+        ),
+        "energy_kwh": Prop(
+            "number", "Energy of one round for this client (kWh), if known.", minimum=0
+        ),
+        "power_w": Prop(
+            "number", "Device power while training (W), for the energy model.", minimum=0
+        ),
+        "utility": Prop(
+            "number", "Value of the client's data (e.g. samples); traded against carbon.", minimum=0
+        ),
+    },
+    one_of=(("zone", "location"),),
+)
+
+SELECT_REQUEST = Shape(
+    "SelectRequest",
+    "Ask which candidates take part in a round.",
+    {
+        "task": _TASK,
+        "round": Prop(
+            "integer",
+            "Round the caller means (1-based). The next round is decided; an earlier one "
+            "returns its recorded decision (safe retries); a later one is a 409.",
+            minimum=1,
+            example=1,
+        ),
+        "k": Prop("integer", "Clients wanted this round.", True, minimum=1, example=2),
+        "candidates": Prop("array", "The clients available now.", True, minimum=1, item=CANDIDATE),
+    },
+)
+
+COMPLETE_REQUEST = Shape(
+    "CompleteRequest",
+    "Report what became known after a round ran.",
+    {
+        "task": _TASK,
+        "round": Prop("integer", "The round (1-based).", True, minimum=1, example=1),
+        "energy_kwh": Prop(
+            "map",
+            "Measured energy per selected client (kWh); replaces the estimate.",
+            minimum=0,
+            maximum=MAX_ENTRIES,
+            example={"hospital-7": 0.031},
+        ),
+        "metrics": Prop(
+            "map",
+            "Metrics of the round, e.g. accuracy (fraction) or loss.",
+            maximum=64,
+            example={"accuracy": 0.91},
+        ),
+        "actual": Prop(
+            "map",
+            "Actual mean intensity per zone over the round (gCO2eq/kWh), if known; "
+            "otherwise fetched from the provider once the round has ended.",
+            minimum=0,
+            maximum=MAX_ENTRIES,
+        ),
+    },
+)

@@ -1,0 +1,174 @@
+"""``lowcarb serve``: the selection service over HTTP/JSON (Starlette + uvicorn)."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lowcarb._cli import OptionOpt, ProviderOpt, _err, _settings, _state, app
+from lowcarb.exceptions import ConfigurationError, InvalidInputError
+
+__all__ = ["is_loopback", "read_token"]
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def read_token(var: str, environ: dict[str, str] | None = None) -> str:
+    """Read the service token from ``$VAR``, or from the file named by ``$VAR_FILE``.
+
+    Raises:
+        ConfigurationError: If neither is set, the file is unreadable or empty, or
+            ``VAR`` is in the ``LOWCARB_`` namespace (reserved for settings).
+    """
+    env = dict(os.environ if environ is None else environ)
+    if var.upper().startswith("LOWCARB_"):
+        raise ConfigurationError(
+            f"--token-env {var}: LOWCARB_* variables are settings; name another variable, "
+            "e.g. --token-env SERVICE_TOKEN"
+        )
+    if env.get(var, "").strip():
+        return env[var].strip()
+    path = env.get(var + "_FILE", "").strip()
+    if not path:
+        raise ConfigurationError(f"--token-env {var}: set {var} or {var}_FILE (a file holding it)")
+    try:
+        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigurationError(
+            f"{var}_FILE names {path}, which cannot be read ({exc.strerror})"
+        ) from None
+    if not token:
+        raise ConfigurationError(f"{var}_FILE names {path}, which is empty")
+    return token
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[
+        str, typer.Option("--host", metavar="ADDR", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option("--port", min=0, max=65535, help="Port (0 picks a free one).")
+    ] = 8787,
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--state-dir",
+            metavar="DIR",
+            help="Keep each task's ledger here, so a restart continues every task "
+            "(default: in memory, lost on exit).",
+        ),
+    ] = None,
+    token_env: Annotated[
+        str | None,
+        typer.Option(
+            "--token-env",
+            metavar="VAR",
+            help="Require 'Authorization: Bearer <token>', the token read from $VAR or "
+            "the file named by $VAR_FILE.",
+        ),
+    ] = None,
+    allow_remote: Annotated[
+        bool,
+        typer.Option("--allow-remote", help="Allow binding an address other than loopback."),
+    ] = False,
+    provider: ProviderOpt = None,
+    option: OptionOpt = None,
+    policy: Annotated[str, typer.Option("--policy", help="Selection policy.")] = "lowcarb",
+    rounds: Annotated[
+        int | None,
+        typer.Option("--rounds", min=1, metavar="R", help="Rounds of each training (fair shares)."),
+    ] = None,
+    fairness: Annotated[
+        float, typer.Option("--fairness", metavar="F", help="1 = fair shares within 1; 0 = greedy.")
+    ] = 1.0,
+    round_minutes: Annotated[
+        int, typer.Option("--round-minutes", min=1, metavar="M", help="Time between rounds.")
+    ] = 60,
+    unknown_zone: Annotated[
+        str,
+        typer.Option(
+            "--unknown-zone", help="Zones without a signal: 'mean' of the others, or 'error'."
+        ),
+    ] = "mean",
+    max_body_bytes: Annotated[
+        int, typer.Option("--max-body-bytes", min=1, metavar="N", help="Largest request body.")
+    ] = 1 << 20,
+    max_candidates: Annotated[
+        int, typer.Option("--max-candidates", min=1, metavar="N", help="Most candidates a request.")
+    ] = 10_000,
+    max_connections: Annotated[
+        int,
+        typer.Option(
+            "--max-connections",
+            min=1,
+            metavar="N",
+            help="Concurrent connections before new ones get 503.",
+        ),
+    ] = 200,
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="uvicorn log level (info shows each request).")
+    ] = "info",
+) -> None:
+    """Serve the selection engine over HTTP/JSON (see docs/service.md)."""
+    if not is_loopback(host) and not allow_remote:
+        raise ConfigurationError(
+            f"--host {host} would accept connections from other machines; add --allow-remote "
+            "(and --token-env) to do so on purpose"
+        )
+    if unknown_zone not in ("mean", "error"):
+        raise InvalidInputError(f"--unknown-zone {unknown_zone!r}: use 'mean' or 'error'")
+    try:
+        import uvicorn
+
+        from lowcarb.adapters.service import ServiceConfig, create_app
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
+        ) from None
+    from lowcarb._tasks import TaskEngines
+
+    token = read_token(token_env) if token_env else None
+    settings = _settings(provider, option)
+    clock = _state.clock()
+    engines = TaskEngines(
+        state_dir,
+        provider=settings.open_provider(clock=clock),
+        clock=clock,
+        settings=settings,
+        policy=policy,
+        rounds=rounds,
+        fairness=fairness,
+        round_interval=timedelta(minutes=round_minutes),
+        unknown_zone=unknown_zone,
+    )
+    config = ServiceConfig(
+        token=token, max_body_bytes=max_body_bytes, max_candidates=max_candidates
+    )
+    where = f"task state in {state_dir}" if state_dir else "task state in memory (lost on exit)"
+    auth = "bearer token required" if token else "no authentication"
+    _err.print(f"lowcarb serve: provider {engines.provider.name}; {where}; {auth}", markup=False)
+    if not is_loopback(host) and token is None:
+        _err.print("warning: listening beyond loopback without a token", markup=False)
+    uvicorn.run(
+        create_app(engines, config),
+        host=host,
+        port=port,
+        log_level=log_level,
+        limit_concurrency=max_connections,
+        server_header=False,
+        proxy_headers=False,
+    )
