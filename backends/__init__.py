@@ -12,6 +12,13 @@ Built-in providers:
   exports.
 * ``ukcarbon`` (:class:`UKCarbonIntensityProvider`): the GB Carbon Intensity API of NESO,
   national and regional, no key. Its async face is ``provider.to_async()``.
+* ``electricitymaps`` (:class:`ElectricityMapsProvider`): the Electricity Maps API v3.
+* ``watttime`` (:class:`WattTimeProvider`): WattTime API v3, marginal by default.
+* ``carbon-aware-sdk`` (:class:`CarbonAwareSDKProvider`): a self-hosted GSF Carbon Aware SDK.
+* ``entsoe`` (:class:`EntsoeProvider`): ENTSO-E generation mix through entsoe-py, converted
+  to an intensity with IPCC 2014 factors.
+
+Each network provider's async face is ``provider.to_async()``.
 
 The network providers share one HTTP layer (``_http``, ``_http_provider``, ``_points``):
 timeouts, retries of transient failures, a response cache, redaction of secrets. It is
@@ -22,12 +29,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__all__ = ["DefaultProvider", "FileProvider", "UKCarbonIntensityProvider"]
+__all__ = [
+    "CarbonAwareSDKProvider",
+    "DefaultProvider",
+    "ElectricityMapsProvider",
+    "EntsoeProvider",
+    "FileProvider",
+    "UKCarbonIntensityProvider",
+    "WattTimeProvider",
+]
 
 if TYPE_CHECKING:
+    from lowcarb.backends._carbonaware import CarbonAwareSDKProvider
     from lowcarb.backends._default import DefaultProvider
+    from lowcarb.backends._electricitymaps import ElectricityMapsProvider
+    from lowcarb.backends._entsoe import EntsoeProvider
     from lowcarb.backends._file import FileProvider
     from lowcarb.backends._ukcarbon import UKCarbonIntensityProvider
+    from lowcarb.backends._watttime import WattTimeProvider
 
 
 def __getattr__(name: str) -> Any:
