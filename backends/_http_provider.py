@@ -21,6 +21,7 @@ import math
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 import httpx
@@ -38,11 +39,13 @@ from lowcarb._series import IntensitySeries
 from lowcarb._zones import ZoneInfo, ZoneResolution
 from lowcarb.backends._http import (
     AsyncDriver,
+    DiskCache,
     Flow,
     HttpCore,
     ResponseCache,
     RetryPolicy,
     SyncDriver,
+    credential_partition,
     describe_request,
     error_detail,
 )
@@ -99,6 +102,8 @@ class HttpOptions:
         gaps: Missing intervals: ``interpolate`` short interior runs, ``keep`` as NaN,
             or ``error``.
         max_gap_hours: Longest interior run that ``interpolate`` fills.
+        cache_dir: Also keep answers on disk here, shared by processes and runs, for
+            ``cache_ttl_s`` (unset: memory only). Each provider uses a subfolder.
     """
 
     base_url: str = ""
@@ -109,6 +114,7 @@ class HttpOptions:
     max_concurrency: int = 8
     gaps: Literal["interpolate", "keep", "error"] = "interpolate"
     max_gap_hours: float = 2.0
+    cache_dir: Path | None = None
 
     def __post_init__(self) -> None:
         _check_http_options(
@@ -142,6 +148,8 @@ class HttpProvider(CarbonProvider):
         max_concurrency: Requests in flight at once in the async face.
         gaps: Gap policy: ``interpolate``, ``keep`` or ``error``.
         max_gap_hours: Longest interior gap ``interpolate`` fills, in hours.
+        cache_dir: Folder of the on-disk cache (a :class:`DiskCache` in its ``<name>``
+            subfolder), used with the in-memory one and the same TTLs; None: memory only.
         transport: An httpx transport for the sync client (tests: ``httpx.MockTransport``).
         client: A ready ``httpx.Client`` (not closed by the provider).
         cache: A response cache to share; by default each provider has its own.
@@ -163,6 +171,7 @@ class HttpProvider(CarbonProvider):
         max_concurrency: int = 8,
         gaps: GapPolicy = "interpolate",
         max_gap_hours: float = 2.0,
+        cache_dir: str | Path | None = None,
         transport: httpx.BaseTransport | None = None,
         client: httpx.Client | None = None,
         cache: ResponseCache | None = None,
@@ -188,6 +197,8 @@ class HttpProvider(CarbonProvider):
         self.gaps: GapPolicy = gaps
         self.max_gap = timedelta(hours=max_gap_hours)
         self.cache = ResponseCache() if cache is None else cache
+        #: The on-disk cache, when ``cache_dir`` is set and caching is on.
+        self.disk_cache = self._open_disk_cache(cache_dir) if self.cache_ttl else None
         self._core = HttpCore(
             provider=self.name,
             base_url=self.base_url,
@@ -201,8 +212,24 @@ class HttpProvider(CarbonProvider):
             classify=self.classify_error,
             detail=self.error_detail,
             rng=rng,
+            disk=self.disk_cache,
         )
         self._driver = SyncDriver(self._core, transport=transport, client=client)
+
+    def _open_disk_cache(self, cache_dir: str | Path | None) -> DiskCache | None:
+        if cache_dir is None or cache_dir == "":
+            return None
+        if not isinstance(cache_dir, str | Path):
+            raise ConfigurationError(f"cache_dir must be a path, got {cache_dir!r}")
+        folder = Path(cache_dir).expanduser() / self.name
+        # Static credentials only: a login token that changes must not empty the cache.
+        partition = credential_partition(self.name, self.secret_values())
+        try:
+            return DiskCache(folder, partition=partition)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cache_dir {str(cache_dir)!r} cannot hold the disk cache: {exc.strerror or exc}"
+            ) from None
 
     # -- hooks ----------------------------------------------------------------------------
 
