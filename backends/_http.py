@@ -10,7 +10,9 @@ How the pieces fit (a provider writes only the first one)::
                 classifies responses with STATUS_ERRORS, maps transport exceptions,
                 computes retry waits, owns the response cache (in memory, and
                 optionally on disk: :class:`DiskCache`) and the redaction.
-    SyncDriver  sends with httpx.Client, retrying with tenacity.Retrying(sleep=clock.sleep).
+    SyncDriver  sends with httpx.Client, retrying with tenacity.Retrying(sleep=clock.sleep);
+                the Calls of one batch go out from a thread pool, at most
+                ``max_concurrency`` at a time (the engine fetches many zones per round).
     AsyncDriver sends with httpx.AsyncClient, retrying with tenacity.AsyncRetrying
                 (sleep=clock.asleep); the Calls of one batch go out concurrently, at
                 most ``max_concurrency`` at a time, and identical cacheable Calls in
@@ -44,6 +46,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Generator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -861,6 +864,8 @@ class SyncDriver:
         core: The sans-IO core.
         transport: An httpx transport (tests pass ``httpx.MockTransport``).
         client: A ready client; the caller keeps ownership (it is not closed here).
+        max_concurrency: Requests of one batch in flight at once, from worker threads
+            (``httpx.Client`` is thread-safe); 1 sends them one after another.
     """
 
     def __init__(
@@ -869,7 +874,11 @@ class SyncDriver:
         *,
         transport: httpx.BaseTransport | None = None,
         client: httpx.Client | None = None,
+        max_concurrency: int = 1,
     ) -> None:
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be at least 1, got {max_concurrency}")
+        self.max_concurrency = max_concurrency
         self.core = core
         self._transport = transport
         self._client = client
@@ -890,7 +899,7 @@ class SyncDriver:
         try:
             calls = next(flow)
             while True:
-                responses = [self.send(call) for call in calls]
+                responses = self.send_all(calls)
                 sent = [r.request for r in responses]
                 calls = flow.send(responses)
         except StopIteration as stop:
@@ -902,6 +911,18 @@ class SyncDriver:
             raise _bad_flow(self.core, exc, sent) from exc
         finally:
             flow.close()
+
+    def send_all(self, calls: Sequence[Call]) -> list[httpx.Response]:
+        """Send ``calls``, several at once when allowed.
+
+        The first failure (in call order) is raised once every request has finished.
+        """
+        workers = min(self.max_concurrency, len(calls))
+        if workers <= 1:
+            return [self.send(call) for call in calls]
+        with ThreadPoolExecutor(workers, thread_name_prefix="lowcarb-http") as pool:
+            futures = [pool.submit(self.send, call) for call in calls]
+        return [future.result() for future in futures]
 
     def send(self, call: Call) -> httpx.Response:
         """Send one call: cache, timeout, retries and error mapping included."""

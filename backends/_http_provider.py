@@ -98,7 +98,7 @@ class HttpOptions:
         max_retry_time_s: Longest time, in seconds, spent retrying one request.
         cache_ttl_s: How long an answer is reused, in seconds (0: no cache). A training
             then asks each zone's forecast once per this interval, not once per round.
-        max_concurrency: Requests in flight at once in the async face.
+        max_concurrency: Requests of one batch in flight at once (zones, history chunks).
         gaps: Missing intervals: ``interpolate`` short interior runs, ``keep`` as NaN,
             or ``error``.
         max_gap_hours: Longest interior run that ``interpolate`` fills.
@@ -145,7 +145,7 @@ class HttpProvider(CarbonProvider):
         max_attempts: Tries per request for transient failures, the first included.
         max_retry_time_s: Longest time spent retrying one request, in seconds.
         cache_ttl_s: How long answers are reused, in seconds (0: never).
-        max_concurrency: Requests in flight at once in the async face.
+        max_concurrency: Requests of one batch in flight at once (zones, history chunks).
         gaps: Gap policy: ``interpolate``, ``keep`` or ``error``.
         max_gap_hours: Longest interior gap ``interpolate`` fills, in hours.
         cache_dir: Folder of the on-disk cache (a :class:`DiskCache` in its ``<name>``
@@ -214,7 +214,9 @@ class HttpProvider(CarbonProvider):
             rng=rng,
             disk=self.disk_cache,
         )
-        self._driver = SyncDriver(self._core, transport=transport, client=client)
+        self._driver = SyncDriver(
+            self._core, transport=transport, client=client, max_concurrency=max_concurrency
+        )
 
     def _open_disk_cache(self, cache_dir: str | Path | None) -> DiskCache | None:
         if cache_dir is None or cache_dir == "":

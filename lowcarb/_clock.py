@@ -6,6 +6,7 @@ Tests and replays pass a :class:`ManualClock`; production code uses :class:`Syst
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
@@ -67,6 +68,8 @@ class ManualClock:
 
     def __init__(self, start: datetime) -> None:
         self._now = ensure_utc(start, "start")
+        # Threads that retry concurrently (a provider's batch) all sleep on this clock.
+        self._lock = threading.Lock()
 
     def now(self) -> datetime:
         """Return the clock's current time."""
@@ -77,14 +80,16 @@ class ManualClock:
         step = delta if isinstance(delta, timedelta) else timedelta(seconds=delta)
         if step < timedelta(0):
             raise ValueError("a ManualClock cannot go backwards")
-        self._now += step
+        with self._lock:
+            self._now += step
 
     def set(self, when: datetime) -> None:
         """Jump to ``when`` (timezone-aware, not before the current time)."""
         target = ensure_utc(when, "when")
-        if target < self._now:
-            raise ValueError("a ManualClock cannot go backwards")
-        self._now = target
+        with self._lock:
+            if target < self._now:
+                raise ValueError("a ManualClock cannot go backwards")
+            self._now = target
 
     def sleep(self, seconds: float) -> None:
         """Advance by ``seconds`` without waiting."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import threading
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
@@ -378,6 +379,37 @@ def test_a_disabled_cache_never_serves():
     for _ in range(3):
         driver.send(get(cache_ttl=timedelta(hours=1)))
     assert len(server.requests) == 3
+
+
+def test_sync_driver_sends_a_batch_from_threads_in_order_and_bounded():
+    state = {"active": 0, "peak": 0}
+    lock = threading.Lock()
+    both_in = threading.Barrier(2, timeout=5)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        with lock:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+        if request.url.path.endswith("/0") or request.url.path.endswith("/1"):
+            both_in.wait()  # the first two are in flight together, or this times out
+        with lock:
+            state["active"] -= 1
+        if request.url.path.endswith("/7"):
+            return httpx.Response(404, json={"error": "no zone 7"})
+        return httpx.Response(200, json={"path": request.url.path})
+
+    driver = SyncDriver(
+        make_core(ManualClock(T0)), transport=httpx.MockTransport(handler), max_concurrency=3
+    )
+    responses = driver.send_all([get(f"/zone/{i}") for i in range(6)])
+    assert [r.json()["path"] for r in responses] == [f"/v1/zone/{i}" for i in range(6)]
+    assert 2 <= state["peak"] <= 3
+    with pytest.raises(NoDataError, match="zone/7"):
+        driver.send_all([get(f"/zone/{i}") for i in range(5, 9)])
+    one_at_a_time = SyncDriver(make_core(ManualClock(T0)), transport=httpx.MockTransport(handler))
+    state["peak"] = 0
+    one_at_a_time.send_all([get(f"/zone/{i}") for i in range(2, 6)])
+    assert state["peak"] == 1
 
 
 # -- async ----------------------------------------------------------------------------------
