@@ -441,8 +441,9 @@ def config_show(
 
 
 # Commands defined in their own modules register themselves on ``app``.
+import lowcarb._cli_disco  # noqa: E402
+import lowcarb._cli_serve  # noqa: E402
 import lowcarb._cli_simulate  # noqa: E402, F401
-import lowcarb._cli_serve  # noqa: E402, F401
 
 # -- entry point --------------------------------------------------------------------------------
 

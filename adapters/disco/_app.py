@@ -1,0 +1,226 @@
+"""The bridge as an ASGI application: DISCO's HTTP routes and its federated WebSocket.
+
+Routes (both generations)::
+
+    GET  /                         a one-line banner
+    GET  /tasks                    the DISCO tasks (JSON)
+    GET  /tasks/{id}/model.json    the current global model, in the generation's encoding
+    POST /tasks                    405: tasks come from the --tasks folder only
+    GET  /lowcarb/status           rounds, connected and held clients per task (JSON)
+    GET  /lowcarb/tasks/{id}/rounds  every aggregate: selected, contributors, excluded
+    WS   /feai/{id}/{clientID}     (v2)  or  /federated/{id}  (develop)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from lowcarb._tasks import TaskEngines
+from lowcarb.adapters.disco._develop import Develop
+from lowcarb.adapters.disco._protocol import (
+    TRY_AGAIN_LATER,
+    Generation,
+    Identity,
+    Link,
+    ProtocolViolation,
+    check_name,
+)
+from lowcarb.adapters.disco._room import TaskRoom
+from lowcarb.adapters.disco._taskdir import BridgeTask
+from lowcarb.adapters.disco._v2 import V2
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = ["GENERATIONS", "BridgeLimits", "create_app"]
+
+log = logging.getLogger("lowcarb.disco")
+
+#: Protocol generations by their ``--protocol`` name.
+GENERATIONS: dict[str, type[Generation]] = {"v2": V2, "develop": Develop}
+
+
+@dataclass(frozen=True)
+class BridgeLimits:
+    """What one client may cost the bridge.
+
+    Attributes:
+        max_frame_bytes: Largest WebSocket frame accepted (also the server's limit).
+        max_connections: Open WebSocket connections, over all tasks.
+        hello_timeout: Seconds a new connection has to send its first message.
+        round_timeout: Seconds a round waits for its selected clients.
+    """
+
+    max_frame_bytes: int = 16 * 2**20
+    max_connections: int = 256
+    hello_timeout: float = 10.0
+    round_timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        for name in ("max_frame_bytes", "max_connections", "hello_timeout", "round_timeout"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+
+
+def _identity(websocket: WebSocket) -> Identity:
+    query, headers = websocket.query_params, websocket.headers
+    name = query.get("client") or headers.get("x-lowcarb-client")
+    zone = query.get("zone") or headers.get("x-lowcarb-zone")
+    return Identity(
+        name=None if name is None else check_name(name, "client name"),
+        zone=None if zone is None else check_name(zone, "zone"),
+    )
+
+
+def create_app(
+    tasks: Mapping[str, BridgeTask],
+    engines: TaskEngines,
+    *,
+    protocol: str = "v2",
+    limits: BridgeLimits | None = None,
+    state_dir: Path | None = None,
+    zone_map: Mapping[str, str] | None = None,
+) -> Starlette:
+    """Build the bridge's ASGI app.
+
+    Args:
+        tasks: The tasks served, by id (see :func:`load_tasks`).
+        engines: Per-task selection engines (the caller closes them).
+        protocol: ``v2`` or ``develop``.
+        limits: Frame size, connection and timeout limits.
+        state_dir: Where each task's ``<task>.rounds.jsonl`` aggregate log is written.
+        zone_map: Client name or id -> zone, for every task.
+
+    Raises:
+        InvalidInputError: For an unknown protocol or a task of another generation.
+    """
+    if protocol not in GENERATIONS:
+        raise InvalidInputError(
+            f"protocol must be one of {', '.join(GENERATIONS)}, got {protocol!r}"
+        )
+    generation = GENERATIONS[protocol]()
+    limits = limits or BridgeLimits()
+    for task in tasks.values():
+        if task.generation != protocol:
+            raise InvalidInputError(f"task {task.id!r} is a {task.generation} task, not {protocol}")
+    rooms = {
+        tid: TaskRoom(
+            task,
+            engines,
+            round_timeout=limits.round_timeout,
+            log_dir=state_dir,
+            zone_map=zone_map,
+        )
+        for tid, task in tasks.items()
+    }
+    open_connections = 0
+
+    async def banner(request: Request) -> Response:
+        return PlainTextResponse(f"lowcarb DISCO bridge (protocol {protocol})\n")
+
+    async def list_tasks(request: Request) -> Response:
+        return JSONResponse([t.disco for t in tasks.values()])
+
+    async def upload_task(request: Request) -> Response:
+        return JSONResponse(
+            {"error": "this bridge serves the tasks of its --tasks folder; uploads are disabled"},
+            status_code=405,
+        )
+
+    async def model(request: Request) -> Response:
+        room = rooms.get(request.path_params["task_id"])
+        if room is None:
+            return JSONResponse({"error": "unknown task"}, status_code=404)
+        if request.path_params["file"] not in ("model.json", "weights.bin"):
+            return JSONResponse({"error": "only model.json is served"}, status_code=404)
+        body, media = generation.model_body(room.artifacts())
+        return Response(body, media_type=media)
+
+    async def status(request: Request) -> Response:
+        return JSONResponse(
+            {
+                "protocol": protocol,
+                "connections": open_connections,
+                "tasks": {tid: room.status() for tid, room in rooms.items()},
+            }
+        )
+
+    async def rounds(request: Request) -> Response:
+        room = rooms.get(request.path_params["task_id"])
+        if room is None:
+            return JSONResponse({"error": "unknown task"}, status_code=404)
+        return JSONResponse([a.to_dict() for a in room.history])
+
+    async def federated(websocket: WebSocket) -> None:
+        nonlocal open_connections
+        await websocket.accept()
+        if open_connections >= limits.max_connections:
+            await websocket.close(
+                TRY_AGAIN_LATER,
+                f"the bridge holds {limits.max_connections} connections; retry later",
+            )
+            return
+        open_connections += 1
+        link = Link(
+            websocket,
+            generation,
+            max_frame=limits.max_frame_bytes,
+            hello_timeout=limits.hello_timeout,
+        )
+        link.start()
+        code, reason = 1000, ""
+        try:
+            room = rooms.get(websocket.path_params["task_id"])
+            if room is None:
+                raise ProtocolViolation(f"unknown task {websocket.path_params['task_id'][:40]!r}")
+            await generation.session(
+                link, room, _identity(websocket), websocket.path_params.get("client_id")
+            )
+        except ProtocolViolation as exc:
+            log.warning("closing a %s connection: %s", protocol, exc.reason)
+            code, reason = exc.code, exc.reason
+        except WebSocketDisconnect:
+            pass
+        finally:
+            open_connections -= 1
+            await link.stop()
+            with contextlib.suppress(Exception):
+                await websocket.close(code, reason)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        for room in rooms.values():
+            await room.close()
+
+    app = Starlette(
+        routes=[
+            Route("/", banner),
+            Route("/tasks", list_tasks, methods=["GET"]),
+            Route("/tasks", upload_task, methods=["POST"]),
+            Route("/tasks/{task_id}/{file}", model),
+            Route("/lowcarb/status", status),
+            Route("/lowcarb/tasks/{task_id}/rounds", rounds),
+            WebSocketRoute(generation.ws_path, federated),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.rooms = rooms
+    app.state.generation = generation
+    return app
+
+
+def room_of(app: Any, task_id: str) -> TaskRoom:
+    """The room of a task in an app built by :func:`create_app` (tests, benchmarks)."""
+    rooms: dict[str, TaskRoom] = app.state.rooms
+    return rooms[task_id]

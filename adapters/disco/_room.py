@@ -1,0 +1,511 @@
+"""One task's federated rounds: who takes part, what is averaged, what is recorded.
+
+The room is the part every protocol generation shares. Each round it asks the task's
+:class:`~lowcarb.SelectionEngine` (through :class:`~lowcarb._tasks.TaskEngines`) which of
+the connected clients train, accepts updates only from those, averages them (federated
+averaging with equal weights, as DISCO's server does) once every selected client still
+connected has sent one, and records the round in the ledger. Updates from clients that
+were not selected never enter an aggregate; the energy they spent anyway is added to the
+round's ledger metrics (``excluded_energy_kwh``, ``excluded_emissions_g``).
+
+Held clients (generations that can pause) follow a strict pause/resume discipline: a
+client is paused at most once before it is resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+import anyio.to_thread
+import numpy as np
+
+from lowcarb._energy import Client
+from lowcarb._engine import Decision
+from lowcarb._tasks import TaskEngines
+from lowcarb.adapters.disco._protocol import Identity, Peer, ProtocolViolation
+from lowcarb.adapters.disco._taskdir import BridgeTask
+from lowcarb.exceptions import DataValidationError, LowcarbError, UnknownZoneError
+
+__all__ = ["Aggregate", "Member", "Outcome", "TaskRoom"]
+
+log = logging.getLogger("lowcarb.disco")
+
+#: Seconds before a failed decision (provider trouble) is tried again.
+_RETRY_DECISION_S = 5.0
+
+
+class Outcome(Enum):
+    """What became of one update."""
+
+    ACCEPTED = "accepted"  # buffered for this round's aggregate
+    EXCLUDED = "excluded"  # the client was not selected this round
+    STALE = "stale"  # for a round already closed
+    PENDING = "pending"  # no round is decided yet; judged when one is
+
+
+@dataclass(eq=False)
+class Member:
+    """A connected client.
+
+    Attributes:
+        id: Unique among the task's connected clients (a stable name when given).
+        zone: Its grid zone (as declared or defaulted).
+        peer: Callbacks to reach it.
+        can_pause: Whether it can be held.
+        paused: Whether it is held now.
+        announced: Whether it has been told its initial state (before that, pause state
+            changes are silent: the welcome message carries them).
+    """
+
+    id: str
+    zone: str
+    peer: Peer
+    can_pause: bool
+    paused: bool = False
+    announced: bool = False
+
+
+@dataclass(frozen=True)
+class Aggregate:
+    """One closed round, as the bridge logs it.
+
+    Attributes:
+        round: The DISCO round the aggregate starts (server round after it).
+        engine_round: The engine's (ledger's) round number.
+        selected: Clients the engine selected.
+        contributors: Clients whose update is in the aggregate.
+        excluded: Clients whose updates were left out (not selected), with counts.
+        missing: Selected clients that sent nothing (left, or timed out).
+        stale: Updates for older rounds, answered with the current model.
+        closed_by: ``complete``, ``timeout`` or ``departures``.
+        duration_s: Seconds from decision to aggregate.
+    """
+
+    round: int
+    engine_round: int
+    selected: tuple[str, ...]
+    contributors: tuple[str, ...]
+    excluded: dict[str, int]
+    missing: tuple[str, ...]
+    stale: int
+    closed_by: str
+    duration_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        out = asdict(self)
+        for key in ("selected", "contributors", "missing"):
+            out[key] = list(out[key])
+        return out
+
+
+@dataclass
+class _Open:
+    """The round in progress."""
+
+    decision: Decision
+    selected: frozenset[str]
+    opened: float
+    buffer: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    excluded: Counter[str] = field(default_factory=Counter)
+    stale: int = 0
+    timer: asyncio.Task[None] | None = None
+
+
+class TaskRoom:
+    """Selection, aggregation and accounting of one task.
+
+    Args:
+        task: The task.
+        engines: The per-task engines (the task's ledger lives there).
+        round_timeout: Seconds a round waits for its selected clients before it is closed
+            with the updates it has.
+        log_dir: Where ``<task>.rounds.jsonl`` (one line per aggregate) is appended and
+            ``<task>.model.npz`` (the global model and its round) is kept; a restarted
+            bridge resumes both from there.
+        zone_map: Client name or id -> zone, for every task (a mapping file).
+    """
+
+    def __init__(
+        self,
+        task: BridgeTask,
+        engines: TaskEngines,
+        *,
+        round_timeout: float = 300.0,
+        log_dir: Path | None = None,
+        zone_map: Mapping[str, str] | None = None,
+    ) -> None:
+        self.task = task
+        self.zone_map = dict(zone_map or {})
+        self.engines = engines
+        self.round_timeout = round_timeout
+        self.shapes = task.artifacts.shapes
+        self.weights: list[np.ndarray] = task.artifacts.weights()
+        self.round = 0
+        self.members: dict[str, Member] = {}
+        self.history: list[Aggregate] = []
+        self._open: _Open | None = None
+        self._pending: dict[str, list[np.ndarray]] = {}
+        self._lock = asyncio.Lock()
+        self._retry: asyncio.Task[None] | None = None
+        self._log = None if log_dir is None else log_dir / f"{task.id}.rounds.jsonl"
+        self._model = None if log_dir is None else log_dir / f"{task.id}.model.npz"
+        self._restore()
+
+    def _restore(self) -> None:
+        """Continue from the saved global model and the aggregates that led to it."""
+        if self._model is None or not self._model.is_file():
+            return
+        try:
+            with np.load(self._model, allow_pickle=False) as saved:
+                round_ = int(saved["round"])
+                weights = [saved[f"w{i}"].astype(np.float32) for i in range(len(self.shapes))]
+        except (OSError, KeyError, ValueError) as exc:
+            raise DataValidationError(
+                f"cannot read the saved model: {exc}", str(self._model)
+            ) from exc
+        if [w.shape for w in weights] != list(self.shapes):
+            raise DataValidationError(
+                "the saved model does not fit the task's model (was the task changed?)",
+                str(self._model),
+            )
+        self.round, self.weights = round_, weights
+        if self._log is not None and self._log.is_file():
+            for line in self._log.read_text(encoding="utf-8").splitlines():
+                entry = json.loads(line)
+                if entry["contributors"] and entry["round"] <= round_:
+                    for key in ("selected", "contributors", "missing"):
+                        entry[key] = tuple(entry[key])
+                    self.history.append(Aggregate(**entry))
+        log.info("task %s: resumed at round %d", self.task.id, self.round)
+
+    def _save(self) -> None:
+        if self._model is None:
+            return
+        # Write then rename: a crash leaves the previous model or this one, never half.
+        tmp = self._model.with_name(self._model.name + ".tmp.npz")
+        arrays: dict[str, np.ndarray] = {f"w{i}": w for i, w in enumerate(self.weights)}
+        arrays["round"] = np.array(self.round)
+        np.savez(tmp, allow_pickle=False, **arrays)
+        os.replace(tmp, self._model)
+
+    def __repr__(self) -> str:
+        return f"TaskRoom({self.task.id!r}, round={self.round}, members={len(self.members)})"
+
+    # -- read-only views (no lock: the event loop is single-threaded) ------------------------
+
+    @property
+    def selected(self) -> frozenset[str]:
+        """Clients selected for the round in progress (empty between rounds)."""
+        return self._open.selected if self._open else frozenset()
+
+    def artifacts(self) -> Any:
+        """The task's model artifacts carrying the current global weights."""
+        return self.task.artifacts.with_weights(self.weights)
+
+    def statistics(self) -> dict[str, float]:
+        """DISCO's federated statistics: round and participants per aggregate."""
+        total = sum(len(a.contributors) for a in self.history)
+        return {
+            "round": self.round,
+            "currentNumberOfParticipants": len(self.history[-1].contributors)
+            if self.history
+            else 0,
+            "totalNumberOfParticipants": total,
+            "averageNumberOfParticipants": total / self.round if self.round else 0,
+        }
+
+    @property
+    def participants(self) -> int:
+        """Contributors of the last aggregate (DISCO's ``nbOfParticipants``), at least 1."""
+        return max(1, len(self.history[-1].contributors)) if self.history else 1
+
+    def status(self) -> dict[str, Any]:
+        """A JSON summary for ``GET /lowcarb/status``."""
+        return {
+            "round": self.round,
+            "connected": len(self.members),
+            "paused": sorted(m.id for m in self.members.values() if m.paused),
+            "selected": sorted(self.selected),
+            "engine_round": self._open.decision.round if self._open else None,
+            "statistics": self.statistics(),
+        }
+
+    def zone_for(self, identity: Identity, protocol_id: str) -> str:
+        """A client's zone: declared, else mapped by name or id, else the task's default.
+
+        Coordinates and cloud regions are resolved to the provider's zone. A zone the
+        provider does not serve, or a client with none of these (``unknown``), is left to
+        the engine's ``unknown_zone`` rule (by default the mean intensity of the other
+        zones, noted in the decision).
+        """
+        settings = self.task.settings
+        name = identity.name or ""
+        for candidate in (
+            identity.zone,
+            settings.zones.get(name),
+            settings.zones.get(protocol_id),
+            self.zone_map.get(name),
+            self.zone_map.get(protocol_id),
+            settings.zone,
+        ):
+            if candidate:
+                try:  # "de", "52.52,13.40" or "aws:eu-central-1" -> the provider's zone id
+                    return self.engines.get(self.task.id).provider.resolve(candidate).zone
+                except UnknownZoneError:
+                    return candidate
+        return "unknown"
+
+    # -- membership ---------------------------------------------------------------------------
+
+    async def join(self, member: Member) -> bool:
+        """Add a client; returns whether it starts held (pausable clients only).
+
+        Raises:
+            ProtocolViolation: If a client with the same id is connected.
+        """
+        async with self._lock:
+            if member.id in self.members:
+                raise ProtocolViolation(f"client {member.id!r} is already connected")
+            # A client joining mid-round was not a candidate: hold it until a decision
+            # includes it (a client that cannot be held trains, and is left out).
+            member.paused = member.can_pause
+            self.members[member.id] = member
+            log.info("task %s: %s joined (zone %s)", self.task.id, member.id, member.zone)
+            if self._open is None:
+                await self._decide()
+            member.announced = True
+            return member.paused
+
+    async def leave(self, member_id: str) -> None:
+        """Remove a client (its buffered update stays in the round; nothing else does)."""
+        async with self._lock:
+            if self.members.pop(member_id, None) is None:
+                return
+            self._pending.pop(member_id, None)
+            log.info("task %s: %s left", self.task.id, member_id)
+            if self._open is not None:
+                await self._close_if_done()
+            else:
+                await self._decide()
+
+    def _set_paused(self, member: Member, paused: bool) -> None:
+        # The one place pause state changes: a second pause before a resume (or a resume
+        # of a running client) would break a DISCO client, so equal states send nothing.
+        if not member.can_pause or member.paused == paused:
+            return
+        member.paused = paused
+        if member.announced:
+            if paused:
+                member.peer.on_pause()
+            else:
+                member.peer.on_resume()
+
+    # -- updates ------------------------------------------------------------------------------
+
+    async def submit(self, member_id: str, round: int, weights: list[np.ndarray]) -> Outcome:
+        """Judge one update for ``round``.
+
+        Raises:
+            ProtocolViolation: For a round ahead of the server's (no client can be there).
+        """
+        if isinstance(round, bool) or not isinstance(round, int) or round < 0:
+            raise ProtocolViolation(f"round must be a non-negative integer, got {round!r}")
+        async with self._lock:
+            if member_id not in self.members:
+                return Outcome.STALE
+            if round > self.round:
+                raise ProtocolViolation(
+                    f"update for round {round}, but the server is at round {self.round}"
+                )
+            if round < self.round:
+                if self._open is not None:
+                    self._open.stale += 1
+                return Outcome.STALE
+            if self._open is None:
+                self._pending[member_id] = weights
+                return Outcome.PENDING
+            if member_id not in self._open.selected:
+                self._open.excluded[member_id] += 1
+                return Outcome.EXCLUDED
+            # One update per client and round: a newer one replaces the older (as DISCO's
+            # buffer does).
+            self._open.buffer[member_id] = weights
+            await self._close_if_done()
+            return Outcome.ACCEPTED
+
+    # -- rounds -------------------------------------------------------------------------------
+
+    async def _decide(self) -> None:
+        """Open a round if none is open and enough clients are connected (lock held)."""
+        if self._open is not None or (self._retry is not None and not self._retry.done()):
+            return
+        members = list(self.members.values())
+        settings = self.task.settings
+        # The quorum gates the start only: clients that are deferred finish their local
+        # rounds later than the others, and once those leave, the last ones must still be
+        # able to finish (a develop client held for ever never returns).
+        needed = settings.quorum if self.round == 0 else 1
+        if len(members) < needed:
+            for m in members:
+                self._set_paused(m, True)
+            return
+        k = min(settings.clients_per_round, len(members))
+        candidates = [Client(m.id, m.zone) for m in members]
+        try:
+            selection = await anyio.to_thread.run_sync(
+                self.engines.select, self.task.id, candidates, k
+            )
+        except LowcarbError as exc:
+            log.error(
+                "task %s: no decision (%s); retrying in %g s", self.task.id, exc, _RETRY_DECISION_S
+            )
+            self._retry = asyncio.create_task(self._later(_RETRY_DECISION_S))
+            return
+        decision = selection.decision
+        if not decision.run_now and decision.wait_until is not None:
+            # The engine pauses the whole training (a deadline with slack): hold everyone.
+            delay = (decision.wait_until - decision.decided_at).total_seconds()
+            log.info("task %s: %s", self.task.id, decision.reason)
+            for m in members:
+                self._set_paused(m, True)
+            self._retry = asyncio.create_task(self._later(max(1.0, delay)))
+            return
+        selected = frozenset(decision.selected)
+        self._open = _Open(decision, selected, time.monotonic())
+        log.info(
+            "task %s: round %d selects %s (%s)",
+            self.task.id,
+            self.round,
+            ", ".join(sorted(selected)),
+            decision.reason,
+        )
+        for m in self.members.values():
+            self._set_paused(m, m.id not in selected)
+        pending, self._pending = self._pending, {}
+        for cid, weights in pending.items():
+            if cid in selected:
+                self._open.buffer[cid] = weights
+            else:
+                self._open.excluded[cid] += 1
+                self.members[cid].peer.on_reply(self.round, self.participants)
+        self._open.timer = asyncio.create_task(self._timeout(self._open))
+        await self._close_if_done()
+
+    async def _later(self, delay: float) -> None:
+        await asyncio.sleep(delay)
+        async with self._lock:
+            self._retry = None
+            await self._decide()
+
+    async def _timeout(self, opened: _Open) -> None:
+        await asyncio.sleep(self.round_timeout)
+        async with self._lock:
+            if self._open is opened:
+                await self._close("timeout")
+
+    async def _close_if_done(self) -> None:
+        opened = self._open
+        if opened is None:
+            return
+        waiting = {cid for cid in opened.selected if cid in self.members} - set(opened.buffer)
+        if not waiting:
+            await self._close(
+                "complete" if opened.buffer.keys() >= opened.selected else "departures"
+            )
+
+    async def _close(self, closed_by: str) -> None:
+        """Aggregate the round's buffer (or abandon an empty round) and open the next."""
+        opened = self._open
+        assert opened is not None
+        self._open = None
+        if opened.timer is not None and opened.timer is not asyncio.current_task():
+            opened.timer.cancel()
+        contributors = tuple(sorted(opened.buffer))
+        if contributors:
+            stacked = [np.stack(tensors) for tensors in zip(*opened.buffer.values(), strict=True)]
+            self.weights = [s.astype(np.float64).mean(axis=0).astype(np.float32) for s in stacked]
+            self.round += 1
+        record = Aggregate(
+            round=self.round,
+            engine_round=opened.decision.round,
+            selected=tuple(sorted(opened.selected)),
+            contributors=contributors,
+            excluded=dict(sorted(opened.excluded.items())),
+            missing=tuple(sorted(opened.selected - set(contributors))),
+            stale=opened.stale,
+            closed_by=closed_by if contributors else "abandoned",
+            duration_s=round(time.monotonic() - opened.opened, 3),
+        )
+        if contributors:
+            # Round, weights and history change together, before any await: a pull or a
+            # statistics request in between would otherwise see half a round.
+            self.history.append(record)
+            self._save()
+        await self._account(opened.decision, record)
+        if contributors:
+            for cid in contributors:
+                member = self.members.get(cid)
+                if member is not None:
+                    member.peer.on_reply(self.round, len(contributors))
+        await self._decide()
+
+    async def _account(self, decision: Decision, record: Aggregate) -> None:
+        """Complete the engine's round; log the aggregate (never lost on a ledger error)."""
+        excluded_kwh = excluded_g = 0.0
+        by_id = {c.id: c for c in decision.clients}
+        zone_intensity = {c.zone: c.intensity_g_per_kwh for c in decision.clients}
+        mean_intensity = float(np.mean([c.intensity_g_per_kwh for c in decision.clients]))
+        engine = self.engines.get(self.task.id)
+        for cid, updates in record.excluded.items():
+            known = by_id.get(cid)
+            if known is not None:
+                kwh, intensity = known.energy_kwh, known.intensity_g_per_kwh
+            else:  # joined after the decision: the task's energy model, its zone's signal
+                member = self.members.get(cid)
+                kwh = engine.energy.energy_kwh()
+                zone = member.zone if member else ""
+                intensity = zone_intensity.get(zone, mean_intensity)
+            excluded_kwh += updates * kwh
+            excluded_g += updates * kwh * intensity
+        metrics = {
+            "disco_round": float(record.round),
+            "contributors": float(len(record.contributors)),
+            "missing": float(len(record.missing)),
+            "stale_updates": float(record.stale),
+            "excluded_updates": float(sum(record.excluded.values())),
+            "excluded_energy_kwh": excluded_kwh,
+            "excluded_emissions_g": excluded_g,
+        }
+        # A round that ended without any update (typically the one opened after the last
+        # aggregate, when the clients had finished) trained nothing: its selected clients
+        # are recorded with 0 kWh instead of the model's estimate.
+        energy = None if record.contributors else dict.fromkeys(record.selected, 0.0)
+        try:
+            await anyio.to_thread.run_sync(
+                lambda: self.engines.complete(
+                    self.task.id, decision.round, energy_kwh=energy, metrics=metrics
+                )
+            )
+        except LowcarbError as exc:
+            log.error("task %s: could not complete round %d: %s", self.task.id, decision.round, exc)
+        if self._log is not None:
+            with self._log.open("a", encoding="utf-8") as handle:
+                handle.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
+
+    async def close(self) -> None:
+        """Stop the timers (the ledger is closed by the engines' owner)."""
+        async with self._lock:
+            for task in (self._retry, self._open.timer if self._open else None):
+                if task is not None:
+                    task.cancel()
