@@ -1,0 +1,117 @@
+"""The legacy API (``start_simulation``/``start_server``): a carbon-aware ClientManager."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from flwr.common import GetPropertiesIns
+from flwr.server import SimpleClientManager
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.criterion import Criterion
+
+from lowcarb._clock import ManualClock
+from lowcarb._energy import Client
+from lowcarb._engine import Decision, SelectionEngine
+from lowcarb.adapters.flower._zones import place
+from lowcarb.exceptions import InvalidInputError
+
+__all__ = ["CarbonAwareClientManager"]
+
+_log = logging.getLogger("flwr.lowcarb")
+
+
+class CarbonAwareClientManager(SimpleClientManager):
+    """A ``SimpleClientManager`` whose ``sample`` asks the lowcarb engine.
+
+    Clients tell their zone from ``get_properties`` (key ``zone``: a zone id, ``LAT,LON``
+    or cloud region), asked once per client. Every ``sample`` call is one engine round
+    (the legacy strategies sample for evaluation too: use ``fraction_evaluate=0`` with a
+    server-side ``evaluate_fn`` to keep rounds one-to-one). The previous round is
+    recorded in the ledger when the next one is sampled, or by :meth:`close_round`.
+
+    Args:
+        engine: The selection engine.
+        property_key: The ``get_properties`` key holding the zone.
+        timeout: Longest wait for a client's properties (s).
+        simulated_time: Advance the engine's ManualClock by the round interval per round
+            (default: when the engine runs on a ManualClock).
+    """
+
+    def __init__(
+        self,
+        engine: SelectionEngine,
+        *,
+        property_key: str = "zone",
+        timeout: float = 60.0,
+        simulated_time: bool | None = None,
+    ) -> None:
+        super().__init__()
+        if not isinstance(engine, SelectionEngine):
+            raise InvalidInputError(f"engine must be a SelectionEngine, got {engine!r}")
+        if not math.isfinite(timeout) or timeout <= 0:
+            raise InvalidInputError(f"timeout must be > 0 s, got {timeout!r}")
+        self.engine = engine
+        self.property_key = property_key
+        self.timeout = float(timeout)
+        self.simulated_time = (
+            isinstance(engine.clock, ManualClock) if simulated_time is None else simulated_time
+        )
+        self.zones: dict[str, str] = {}
+        self.decisions: list[Decision] = []
+        self._open: Decision | None = None
+
+    def _zone(self, proxy: ClientProxy) -> str:
+        if proxy.cid not in self.zones:
+            text: str | None = None
+            try:
+                ins = GetPropertiesIns({})
+                res = proxy.get_properties(ins, timeout=self.timeout, group_id=None)
+                value = res.properties.get(self.property_key)
+                text = None if value is None else str(value)
+            except Exception as exc:
+                _log.warning("client %s: get_properties failed: %s", proxy.cid, exc)
+            self.zones[proxy.cid] = place(
+                lambda t: self.engine.provider.resolve(t).zone, proxy.cid, text
+            )
+        return self.zones[proxy.cid]
+
+    def close_round(self) -> None:
+        """Record the open round in the engine's ledger (energy from the model)."""
+        decision, self._open = self._open, None
+        if decision is None:
+            return
+        clock = self.engine.clock
+        if self.simulated_time and isinstance(clock, ManualClock):
+            clock.set(max(clock.now(), decision.end))
+        self.engine.complete(decision)
+        if self.simulated_time and isinstance(clock, ManualClock):
+            clock.set(max(clock.now(), decision.start + self.engine.round_interval))
+
+    def sample(
+        self,
+        num_clients: int,
+        min_num_clients: int | None = None,
+        criterion: Criterion | None = None,
+    ) -> list[ClientProxy]:
+        """Pick ``num_clients`` clients through the engine (waits for the minimum first)."""
+        self.wait_for(num_clients if min_num_clients is None else min_num_clients)
+        proxies = [p for p in self.clients.values() if criterion is None or criterion.select(p)]
+        if num_clients > len(proxies) or num_clients < 1:
+            _log.info(
+                "lowcarb: cannot sample %d of %d available clients", num_clients, len(proxies)
+            )
+            return []
+        self.close_round()
+        candidates = [Client(p.cid, self._zone(p)) for p in proxies]
+        decision = self.engine.select(candidates, num_clients)
+        while not decision.run_now:
+            assert decision.wait_until is not None
+            seconds = max(0.0, (decision.wait_until - self.engine.clock.now()).total_seconds())
+            _log.info("lowcarb: waiting %.0f s: %s", seconds, decision.reason)
+            self.engine.clock.sleep(seconds)
+            decision = self.engine.select(candidates, num_clients)
+        self.decisions.append(decision)
+        self._open = decision
+        _log.info("lowcarb: round %d: %s", decision.round, decision.reason)
+        return [self.clients[cid] for cid in decision.selected]

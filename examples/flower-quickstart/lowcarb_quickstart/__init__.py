@@ -1,0 +1,1 @@
+"""A carbon-aware Flower App: FedAvg over scikit-learn's bundled digits."""

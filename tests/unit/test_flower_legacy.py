@@ -1,0 +1,110 @@
+"""CarbonAwareClientManager: the legacy start_simulation/start_server API."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from flwr.common import Code, GetPropertiesIns, GetPropertiesRes, Status
+from flwr.server.client_proxy import ClientProxy
+from flwr.server.criterion import Criterion
+
+from lowcarb import Ledger, ManualClock, SelectionEngine
+from lowcarb.adapters.flower import UNKNOWN_ZONE, CarbonAwareClientManager
+from lowcarb.backends import DefaultProvider
+from lowcarb.exceptions import InvalidInputError
+
+START = datetime(2025, 3, 3, tzinfo=UTC)
+ZONES = ["DE", "GB", "SG", "ZA"]
+
+
+class Proxy(ClientProxy):
+    """Answers get_properties with its zone and counts the calls."""
+
+    def __init__(self, cid: str, zone: str | None, *, fail: bool = False) -> None:
+        super().__init__(cid)
+        self.zone, self.fail, self.asked = zone, fail, 0
+
+    def get_properties(
+        self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None
+    ) -> GetPropertiesRes:
+        self.asked += 1
+        if self.fail:
+            raise TimeoutError("no answer")
+        props = {} if self.zone is None else {"zone": self.zone}
+        return GetPropertiesRes(Status(Code.OK, ""), props)
+
+    def get_parameters(self, *a, **k):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+    fit = evaluate = reconnect = get_parameters
+
+
+def manager(rounds: int, proxies: list[Proxy]) -> CarbonAwareClientManager:
+    clock = ManualClock(START)
+    engine = SelectionEngine(
+        DefaultProvider(clock=clock),
+        ledger=Ledger(),
+        rounds=rounds,
+        clock=clock,
+        round_interval=timedelta(hours=1),
+    )
+    cm = CarbonAwareClientManager(engine)
+    for p in proxies:
+        cm.register(p)
+    return cm
+
+
+def test_sample_follows_the_engine_fairly_and_asks_each_client_once() -> None:
+    proxies = [Proxy(f"c{i}", ZONES[i % 4]) for i in range(8)]
+    cm = manager(4, proxies)
+    picked = [[p.cid for p in cm.sample(2, min_num_clients=8)] for _ in range(4)]
+    assert picked == [list(d.selected) for d in cm.decisions]
+    counts = Counter(cid for round_ in picked for cid in round_)
+    assert sorted(counts.values()) == [1] * 8  # 4 rounds x 2 of 8 clients: once each
+    assert all(p.asked == 1 for p in proxies)
+    assert cm.zones == {f"c{i}": ZONES[i % 4] for i in range(8)}
+    cm.close_round()
+    assert cm.engine.rounds_done == 4
+    # Simulated time moved one interval per round.
+    assert cm.engine.clock.now() == START + timedelta(hours=4)
+
+
+def test_silent_or_zoneless_clients_get_the_unknown_zone() -> None:
+    proxies = [Proxy("a", "DE"), Proxy("b", None), Proxy("c", "GB", fail=True), Proxy("d", "SG")]
+    cm = manager(2, proxies)
+    assert len(cm.sample(2)) == 2
+    assert cm.zones["b"] == UNKNOWN_ZONE
+    assert cm.zones["c"] == UNKNOWN_ZONE
+
+
+def test_criterion_filters_candidates_and_too_few_gives_empty() -> None:
+    class OnlyEven(Criterion):
+        def select(self, client: ClientProxy) -> bool:
+            return int(client.cid[1:]) % 2 == 0
+
+    cm = manager(3, [Proxy(f"c{i}", ZONES[i % 4]) for i in range(6)])
+    chosen = cm.sample(2, criterion=OnlyEven())
+    assert {p.cid for p in chosen} <= {"c0", "c2", "c4"}
+    assert cm.sample(4, criterion=OnlyEven()) == []
+
+
+def test_rejects_a_non_engine() -> None:
+    with pytest.raises(InvalidInputError, match="SelectionEngine"):
+        CarbonAwareClientManager("default")  # type: ignore[arg-type]
+
+
+def test_energy_from_a_stopped_tracker() -> None:
+    from types import SimpleNamespace
+
+    from lowcarb.adapters.flower import energy_from_tracker
+
+    stopped = SimpleNamespace(final_emissions_data=SimpleNamespace(energy_consumed=0.042))
+    assert energy_from_tracker(stopped) == 0.042
+    with pytest.raises(InvalidInputError, match="stop the tracker"):
+        energy_from_tracker(SimpleNamespace(final_emissions_data=None))
+    with pytest.raises(InvalidInputError, match=">= 0"):
+        energy_from_tracker(
+            SimpleNamespace(final_emissions_data=SimpleNamespace(energy_consumed=-1.0))
+        )

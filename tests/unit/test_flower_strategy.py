@@ -1,0 +1,347 @@
+"""CarbonAwareStrategy over an in-process Flower Grid (no Ray): selection, zones, time."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from _flower_grid import LocalGrid, initial_arrays, make_client_app
+from flwr.app import ConfigRecord
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx
+
+from lowcarb import Ledger, ManualClock, SelectionEngine
+from lowcarb.adapters.flower import UNKNOWN_ZONE, CarbonAwareStrategy
+from lowcarb.backends import DefaultProvider
+from lowcarb.exceptions import InvalidInputError
+
+START = datetime(2025, 3, 3, tzinfo=UTC)
+ZONES = ["DE", "GB", "SG", "US-CAL-CISO", "ZA", "KR"]
+
+
+def engine(rounds: int, *, clock: ManualClock | None = None, **kw: object) -> SelectionEngine:
+    clock = clock or ManualClock(START)
+    return SelectionEngine(
+        DefaultProvider(clock=clock),
+        ledger=Ledger(),
+        rounds=rounds,
+        clock=clock,
+        round_interval=timedelta(hours=1),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def grid_of(n: int, **kw: object) -> LocalGrid:
+    app = make_client_app(**kw)  # type: ignore[arg-type]
+    return LocalGrid(app, [{"zone": ZONES[i % len(ZONES)]} for i in range(n)])
+
+
+def trained(grid: LocalGrid, phase: str = "train") -> list[int]:
+    return [node for kind, node, _ in grid.app.log if kind == phase]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "inner",
+    [
+        FedAvg(fraction_train=0.25),
+        FedProx(fraction_train=0.25, proximal_mu=0.1),
+        FedAdam(fraction_train=0.25),
+    ],
+    ids=["FedAvg", "FedProx", "FedAdam"],
+)
+def test_inner_strategy_trains_exactly_the_selected_nodes(inner) -> None:
+    grid = grid_of(12)
+    strategy = CarbonAwareStrategy(inner, engine(4))
+    result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=4)
+    assert len(strategy.decisions) == 4
+    log = grid.app.log  # type: ignore[attr-defined]
+    for r, decision in enumerate(strategy.decisions, start=1):
+        # 12 nodes x fraction 0.25 -> 3 per round, exactly the engine's choice.
+        assert len(decision.selected) == 3
+        this_round = {
+            node for kind, node, cfg in log if kind == "train" and cfg["server-round"] == r
+        }
+        assert this_round == {int(i) for i in decision.selected}
+    # The inner strategy still aggregated (weights moved) and configured its own keys.
+    assert result.arrays["w"].numpy().tolist() != [0.0, 0.0, 0.0]
+    if isinstance(inner, FedProx):
+        assert all(cfg["proximal-mu"] == 0.1 for kind, _, cfg in log if kind == "train")
+    # Its sampling knobs are back as the user set them.
+    assert inner.fraction_train == 0.25
+    assert inner.min_available_nodes == 2
+
+
+def test_selection_is_fair_over_rounds() -> None:
+    grid = grid_of(12)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(8), per_round=3)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=8)
+    counts = Counter(trained(grid))
+    # 8 rounds x 3 of 12 nodes: a fair share of 2 each.
+    assert set(counts) == set(grid.contexts)
+    assert max(counts.values()) - min(counts.values()) <= 1
+
+
+def test_carbon_aware_selection_beats_random_expectation_and_reports_it() -> None:
+    grid = grid_of(24)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(6, fairness=0.0), per_round=4)
+    result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=6)
+    chosen = sum(d.expected_emissions_g for d in strategy.decisions)
+    random = sum(d.random_expected_g for d in strategy.decisions)
+    assert chosen < random
+    metrics = result.train_metrics_clientapp
+    assert sorted(metrics) == [1, 2, 3, 4, 5, 6]
+    ledger_rounds = strategy.engine.ledger.rounds(strategy.engine.run_id)
+    for record in ledger_rounds:
+        assert metrics[record.round]["lowcarb-emissions-g"] == pytest.approx(record.emissions_g)
+        assert metrics[record.round]["lowcarb-nodes"] == 4
+    # The client's own metric survives next to the carbon figures.
+    assert metrics[1]["loss"] == pytest.approx(1.0)
+
+
+def test_measured_energy_replaces_the_model() -> None:
+    grid = grid_of(6, energy=0.25)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(2), per_round=2)
+    result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    for r in (1, 2):
+        assert result.train_metrics_clientapp[r]["lowcarb-energy-kwh"] == pytest.approx(0.5)
+        assert result.train_metrics_clientapp[r]["lowcarb-measured-nodes"] == 2
+    sources = {
+        c.energy_source for rec in strategy.engine.ledger.rounds("default") for c in rec.clients
+    }
+    assert sources == {"measured"}
+
+
+@pytest.mark.parametrize(
+    ("mode", "expected"),
+    [("train", "selected"), ("all", "everyone"), ("carbon", "own")],
+)
+def test_evaluation_modes(mode: str, expected: str) -> None:
+    grid = grid_of(12)
+    inner = FedAvg(fraction_evaluate=0.5)
+    strategy = CarbonAwareStrategy(inner, engine(3), per_round=3, evaluation=mode)  # type: ignore[arg-type]
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
+    evaluated = grid.sent_to("evaluate")
+    per_round = [
+        evaluated[i : i + len(evaluated) // 3]
+        for i in range(0, len(evaluated), len(evaluated) // 3)
+    ]
+    assert len(per_round) == 3
+    for decision, nodes in zip(strategy.decisions, per_round, strict=True):
+        if expected == "selected":
+            assert set(nodes) == {int(i) for i in decision.selected}
+        elif expected == "everyone":
+            assert sorted(nodes) == sorted(grid.contexts)
+        else:
+            assert len(nodes) == 6  # the inner strategy's fraction_evaluate of 12
+    # Evaluation never counts as a training round.
+    assert strategy.engine.rounds_done == 3
+    if mode == "carbon":
+        counts = Counter(evaluated)
+        assert max(counts.values()) - min(counts.values()) <= 1  # its own fair shares
+        assert strategy.engine.ledger.rounds_done("default/evaluate") == 3
+
+
+def test_inner_fraction_evaluate_zero_turns_client_evaluation_off() -> None:
+    grid = grid_of(6)
+    strategy = CarbonAwareStrategy(FedAvg(fraction_evaluate=0.0), engine(2), per_round=2)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    assert grid.sent_to("evaluate") == []
+
+
+def test_zones_are_queried_once_and_resolved() -> None:
+    app = make_client_app()
+    configs = [
+        {"zone": "de"},
+        {"zone": "51.5,-0.12"},
+        {"zone": "aws:ap-southeast-1"},
+        {"zone": "ZA"},
+    ]
+    grid = LocalGrid(app, configs)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(3), per_round=2)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    assert strategy.zones.known == {1000: "DE", 1001: "GB", 1002: "SG", 1003: "ZA"}
+    assert sorted(grid.sent_to("query.lowcarb_zone")) == [1000, 1001, 1002, 1003]
+    # A node joining later is asked; the known ones are not asked again.
+    new = grid.add_node({"zone": "KR"})
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert sorted(grid.sent_to("query.lowcarb_zone")) == [1000, 1001, 1002, 1003, new]
+    assert strategy.zones.known[new] == "KR"
+
+
+def test_zone_from_a_user_function_on_the_client() -> None:
+    app = make_client_app(zone=lambda ctx: ZONES[int(ctx.node_config["partition-id"]) % 3])
+    grid = LocalGrid(app, [{"partition-id": i, "num-partitions": 6} for i in range(6)])
+    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=2)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert list(strategy.zones.known.values()) == ["DE", "GB", "SG", "DE", "GB", "SG"]
+
+
+def test_server_side_mapping_and_locations_need_no_query() -> None:
+    app = make_client_app(zone_helper=False)
+    grid = LocalGrid(app, [{} for _ in range(4)], locations={1002: "1.35,103.8", 1003: "52.5,13.4"})
+    strategy = CarbonAwareStrategy(
+        FedAvg(), engine(1), per_round=2, zones={1000: "FR", 1001: "GB"}, query_zones=False
+    )
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert strategy.zones.known == {1000: "FR", 1001: "GB", 1002: "SG", 1003: "DE"}
+    assert grid.sent_to("query.lowcarb_zone") == []
+
+
+def test_unknown_zones_never_stop_the_run(caplog: pytest.LogCaptureFixture) -> None:
+    # Node 1000 runs a ClientApp without the helper (the query fails), 1001 has no zone,
+    # 1002 names a zone nobody serves; the rest are known.
+    helper = make_client_app()
+    grid = LocalGrid(
+        helper, [{"zone": "DE"}, {}, {"zone": "Atlantis"}, {"zone": "GB"}, {"zone": "SG"}]
+    )
+    plain = make_client_app(zone_helper=False)
+    original = grid.app
+
+    def route(msg, context):  # type: ignore[no-untyped-def]
+        return (plain if context.node_id == 1000 else original)(msg, context)
+
+    grid.app = route  # type: ignore[assignment]
+    strategy = CarbonAwareStrategy(FedAvg(), engine(5), per_round=2)
+    with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
+        strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=5)
+    zones = strategy.zones.known
+    assert zones[1000] == UNKNOWN_ZONE
+    assert zones[1001] == UNKNOWN_ZONE
+    assert zones[1002] == "Atlantis"
+    assert strategy.engine.rounds_done == 5
+    # The engine's fallback rule (mean of known zones) is noted in the decisions.
+    assert any(d.fallback for d in strategy.decisions)
+    assert "zone unknown" in caplog.text
+
+
+def test_engine_that_rejects_unknown_zones_leaves_those_nodes_out() -> None:
+    grid = LocalGrid(make_client_app(), [{"zone": "DE"}, {}, {"zone": "GB"}, {"zone": "SG"}])
+    strategy = CarbonAwareStrategy(FedAvg(), engine(3, unknown_zone="error"), per_round=2)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
+    assert 1001 not in trained(grid)
+    assert strategy.engine.rounds_done == 3
+
+
+def test_waits_for_the_expected_nodes_before_the_first_selection() -> None:
+    # Nodes connect gradually: 2, then 5, then all 10.
+    grid = grid_of(10)
+    grid.grow = [2, 5]
+    strategy = CarbonAwareStrategy(
+        FedAvg(fraction_train=0.5), engine(1), min_nodes=10, poll_interval=0.01
+    )
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    decision = strategy.decisions[0]
+    assert len(decision.clients) == 10  # every node was a candidate
+    assert len(decision.selected) == 5  # 0.5 of 10, not of the 2 seen first
+
+
+def test_waiting_for_nodes_is_bounded_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+    grid = grid_of(4)
+    strategy = CarbonAwareStrategy(
+        FedAvg(), engine(1), per_round=2, min_nodes=50, node_timeout=0.05, poll_interval=0.01
+    )
+    with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
+        strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert "waiting for nodes" in caplog.text
+    assert "only 4 of 50 nodes connected" in caplog.text
+    assert len(strategy.decisions[0].selected) == 2
+
+
+def test_simulated_time_advances_one_round_interval_per_round() -> None:
+    clock = ManualClock(START)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(3, clock=clock), per_round=2)
+    strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=3)
+    assert [d.start for d in strategy.decisions] == [START + timedelta(hours=h) for h in range(3)]
+    assert clock.now() == START + timedelta(hours=3)
+    # The round ended in simulated time, so its actual intensity is in the ledger.
+    assert all(
+        c.intensity_actual is not None
+        for rec in strategy.engine.ledger.rounds("default")
+        for c in rec.clients
+    )
+
+
+def test_time_shift_waits_on_the_simulated_clock(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ManualClock(START)
+    eng = engine(4, clock=clock, deadline=timedelta(hours=48))
+    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
+        strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=4)
+    starts = [d.start for d in strategy.decisions]
+    assert len(starts) == 4
+    # The plan spread the rounds over the 48 h instead of running them back to back,
+    # and every round ended before the deadline.
+    assert starts[-1] - starts[0] > timedelta(hours=3)
+    assert max(d.end for d in strategy.decisions) <= START + timedelta(hours=48)
+    assert "waits" in caplog.text
+
+
+def test_bad_arguments_are_rejected() -> None:
+    eng = engine(1)
+    with pytest.raises(InvalidInputError, match="per_round"):
+        CarbonAwareStrategy(FedAvg(), eng, per_round=0)
+    with pytest.raises(InvalidInputError, match="evaluation"):
+        CarbonAwareStrategy(FedAvg(), eng, evaluation="some")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="Strategy"):
+        CarbonAwareStrategy(object(), eng)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="SelectionEngine"):
+        CarbonAwareStrategy(FedAvg(), "default")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="zones"):
+        CarbonAwareStrategy(FedAvg(), eng, zones=["DE"])  # type: ignore[arg-type]
+
+
+def test_train_config_reaches_the_selected_nodes() -> None:
+    grid = grid_of(6)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=3)
+    strategy.start(
+        grid=grid,
+        initial_arrays=initial_arrays(),
+        num_rounds=1,
+        train_config=ConfigRecord({"lr": 0.1}),
+    )
+    configs = [cfg for kind, _, cfg in grid.app.log if kind == "train"]  # type: ignore[attr-defined]
+    assert len(configs) == 3
+    assert all(cfg["lr"] == 0.1 and cfg["server-round"] == 1 for cfg in configs)
+
+
+class SleepingClock:
+    """A wall clock stand-in: time moves only by sleep(), which records how long."""
+
+    def __init__(self, start: datetime) -> None:
+        self.time, self.sleeps = start, []
+
+    def now(self) -> datetime:
+        return self.time
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.time += timedelta(seconds=seconds)
+
+    async def asleep(self, seconds: float) -> None:
+        self.sleep(seconds)
+
+
+def test_deployment_waits_for_the_planned_slot_by_sleeping(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = SleepingClock(START)
+    eng = SelectionEngine(
+        DefaultProvider(clock=clock),
+        ledger=Ledger(),
+        rounds=3,
+        clock=clock,
+        round_interval=timedelta(hours=1),
+        deadline=timedelta(hours=36),
+    )
+    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    assert strategy.simulated_time is False
+    with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
+        strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=3)
+    assert clock.sleeps, "the plan paused at least once"
+    # Only the waits moved time (the wrapper does not advance a real clock), and each
+    # round started exactly when the sleeping ended.
+    assert clock.time == START + timedelta(seconds=sum(clock.sleeps))
+    assert strategy.decisions[-1].start == clock.time
+    assert all(d.end <= START + timedelta(hours=36) for d in strategy.decisions)
+    assert "waits" in caplog.text
