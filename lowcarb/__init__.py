@@ -20,7 +20,7 @@ from lowcarb._accounting import RunSummary, jain_index, summarize
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
 from lowcarb._energy import DEFAULT_NETWORK_KWH_PER_GB, Client, EnergyModel
-from lowcarb._engine import ClientDecision, Decision, SelectionEngine
+from lowcarb._engine import FAIRNESS_WINDOW, ClientDecision, Decision, SelectionEngine
 from lowcarb._forecast import (
     FORECASTERS,
     Forecaster,
@@ -63,6 +63,7 @@ from lowcarb._series import (
     lbs_per_mwh_to_g_per_kwh,
 )
 from lowcarb._simulate import PolicyResult, Scenario, SimulationResult, simulate
+from lowcarb._tasks import RoundConflictError, Selection, TaskEngines
 from lowcarb._time import ensure_utc, parse_time
 from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, resolve_zone
 from lowcarb.exceptions import (
@@ -86,6 +87,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_NETWORK_KWH_PER_GB",
+    "FAIRNESS_WINDOW",
     "FORECASTERS",
     "POLICIES",
     "ZONE_CATALOG",
@@ -129,15 +131,18 @@ __all__ = [
     "RandomPolicy",
     "RateLimitedError",
     "ResponseParseError",
+    "RoundConflictError",
     "RoundRecord",
     "RoundView",
     "RunSummary",
     "Scenario",
+    "Selection",
     "SelectionEngine",
     "Settings",
     "Signal",
     "SimulationResult",
     "SystemClock",
+    "TaskEngines",
     "ThreadedAsyncProvider",
     "UnknownProviderError",
     "UnknownZoneError",

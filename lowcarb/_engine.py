@@ -32,7 +32,10 @@ from lowcarb._signal import PlanningSignal, SignalSource
 from lowcarb._time import ensure_utc
 from lowcarb.exceptions import InvalidInputError
 
-__all__ = ["ClientDecision", "Decision", "SelectionEngine"]
+__all__ = ["FAIRNESS_WINDOW", "ClientDecision", "Decision", "SelectionEngine"]
+
+#: Without a known number of rounds, fair shares hold over this rolling window.
+FAIRNESS_WINDOW = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -142,7 +145,9 @@ class SelectionEngine:
         ledger: A :class:`Ledger`, a database path, or None for the configured path
             (``ledger`` in ``lowcarb.toml``, ``LOWCARB_LEDGER``), else in memory.
         run_id: Names the run inside the ledger; reuse it to resume after a restart.
-        rounds: Rounds of the whole training (needed for fair shares and planning).
+        rounds: Rounds of the whole training (for fair shares and planning). When None,
+            fair shares are kept over a rolling window of one day of rounds
+            (:data:`FAIRNESS_WINDOW`), so nobody can be put off for longer.
         round_interval: Time between round starts (one planning slot).
         energy: The energy model of a client-round.
         deadline: Latest end of the training: a time, or a duration from now (stored in
@@ -281,7 +286,11 @@ class SelectionEngine:
         left = max(1, (self.rounds or done + 1) - done)
         horizon = max(1, int(self.horizon / self.round_interval))
         if self._deadline is None:
-            return min(left, horizon) if self.rounds else horizon, None, True
+            if self.rounds is None:
+                # An open-ended training is planned as if it ended a window from now: a
+                # week-long window would let a client's turn slide for days.
+                return min(horizon, max(1, int(FAIRNESS_WINDOW / self.round_interval))), None, True
+            return min(left, horizon), None, True
         fit = int((self._deadline - self.energy.round_time - now) / self.round_interval) + 1
         if fit <= left:
             return min(left, horizon), None, fit == left

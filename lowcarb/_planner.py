@@ -52,6 +52,9 @@ class PlanningProblem:
         per_round: Clients per round (K).
         rounds: Rounds to place in the T slots (``rounds == T``: every slot runs).
         available: ``(G, T)`` whether the group's clients can run in slot t; None: always.
+        priority: ``(G,)`` in [0, 1]: among (nearly) equal costs, groups with a higher
+            priority run in the current slot first (the clients furthest behind their
+            share); None: no preference.
     """
 
     cost: np.ndarray
@@ -61,6 +64,7 @@ class PlanningProblem:
     per_round: int
     rounds: int
     available: np.ndarray | None = None
+    priority: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         groups, slots = self.cost.shape
@@ -77,6 +81,11 @@ class PlanningProblem:
             raise InvalidInputError(f"per_round={self.per_round} must be at least 1")
         if self.available is not None and self.available.shape != (groups, slots):
             raise InvalidInputError("available must have shape (groups, slots)")
+        if self.priority is not None and (
+            self.priority.shape != (groups,)
+            or not np.all((self.priority >= 0) & (self.priority <= 1))
+        ):
+            raise InvalidInputError("priority must have one entry in [0, 1] per group")
 
 
 @dataclass(frozen=True)
@@ -192,6 +201,10 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     # slots rest on the more certain part of the forecast. The nudge is at most 1e-4 of
     # the cost range, above the solver's tolerances and below any real difference.
     scaled = scaled + 1e-4 * np.arange(slots) / slots
+    if problem.priority is not None:
+        # Ties in the current slot go to the groups furthest behind (without it a client
+        # can be put off round after round while the plan keeps "its turn" for later).
+        scaled[:, 0] -= 1e-5 * problem.priority
     penalty = float(problem.rounds * k + 1)
 
     n_x = groups * slots

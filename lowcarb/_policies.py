@@ -284,6 +284,7 @@ class LowcarbPolicy(Policy):
                 per_round=k,
                 rounds=rounds,
                 available=None if available is None else available[first],
+                priority=_behind(view.participation[first]),
             )
         )
         if not plan.runs[0]:
@@ -298,6 +299,13 @@ class LowcarbPolicy(Policy):
         if plan.shortfall or plan.excess:
             reason += f" (quotas missed by {plan.shortfall + plan.excess} client-rounds)"
         return Choice(np.sort(chosen), reason=reason)
+
+
+def _behind(participation: np.ndarray) -> np.ndarray:
+    """How far each group is behind the most-served one, scaled to [0, 1]."""
+    gap = participation.max() - participation
+    top = gap.max()
+    return gap / top if top > 0 else np.zeros(participation.shape)
 
 
 def _groups(

@@ -142,6 +142,32 @@ def test_fair_shares_over_a_training(table, clock) -> None:
     assert summary.actual_share == 1.0  # actuals came from the provider's history
 
 
+def test_clients_of_one_zone_take_turns_without_a_known_number_of_rounds(clock) -> None:
+    flat = TableProvider(_frame({"DE": [300.0] * 24}), clock=clock)
+    engine = _engine(flat, clock, rounds=None, forecaster="persistence")
+    clients = _clients(zones=("DE",), n=3)
+    for _ in range(6):
+        decision = engine.select(clients, k=2)
+        clock.advance(HOUR)
+        engine.complete(decision)
+    assert engine.participation == {"c0": 4, "c1": 4, "c2": 4}
+
+
+def test_an_open_ended_training_keeps_fair_shares_over_a_rolling_day(table, clock) -> None:
+    # GB is clean half the day: a week-long plan put DE's turns off for days.
+    engine = _engine(table, clock, rounds=None, forecaster="persistence")
+    clients = _clients(n=6)
+    worst = 0.0
+    for done in range(1, 49):
+        decision = engine.select(clients, k=2)
+        clock.advance(HOUR)
+        engine.complete(decision)
+        fair = done * 2 / 6
+        worst = max(worst, *(abs(n - fair) for n in engine.participation.values()))
+    # Within one day's share (24 rounds x 2 of 6) of the fair line at every round.
+    assert worst <= 24 * 2 / 6 + 1
+
+
 @pytest.mark.parametrize(
     ("clients", "k", "match"),
     [
