@@ -143,7 +143,9 @@ NowOpt = Annotated[
 ]
 
 
-def _settings(provider: str | None, options: list[str] | None) -> Settings:
+def _settings(
+    provider: str | None, options: list[str] | None, *, check_credentials: bool = True
+) -> Settings:
     overrides: dict[str, Any] = {}
     if provider:
         overrides["provider"] = provider
@@ -155,7 +157,11 @@ def _settings(provider: str | None, options: list[str] | None) -> Settings:
             raise ConfigurationError(f"--option {item!r} must look like KEY=VALUE")
         parsed[key.strip()] = value
     return load_settings(
-        overrides, primary_options=parsed, config_file=_state.config, origin="command line"
+        overrides,
+        primary_options=parsed,
+        config_file=_state.config,
+        origin="command line",
+        check_credentials=check_credentials,
     )
 
 
@@ -421,7 +427,7 @@ def config_show(
     as_json: JsonOpt = False,
 ) -> None:
     """Show the effective configuration and where each value comes from (secrets redacted)."""
-    settings = _settings(provider, option)
+    settings = _settings(provider, option, check_credentials=False)
     rows = settings.display()
     if as_json:
         _print_json(

@@ -174,6 +174,7 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     cwd: str | Path | None = None,
     origin: str = "arguments",
+    check_credentials: bool = True,
 ) -> Settings:
     """Load and validate settings from defaults, project file, environment and overrides.
 
@@ -186,6 +187,8 @@ def load_settings(
         environ: The environment to read; defaults to ``os.environ``.
         cwd: Where to search for ``lowcarb.toml`` / ``pyproject.toml`` (and its parents).
         origin: How overrides are labelled in messages and ``config show``.
+        check_credentials: Fail when a provider of the chain lacks a required credential
+            (False for ``config show``, which reports each one's status instead).
 
     Raises:
         ConfigurationError: Naming the key, the value and what is allowed.
@@ -277,7 +280,8 @@ def load_settings(
     for name in settings.chain:
         # Fail at load, not at first use, when a configured provider cannot work.
         settings.provider_options(name)
-        _read_credentials(name, get_provider_class(name).credentials, env)
+        if check_credentials:
+            _read_credentials(name, get_provider_class(name).credentials, env)
     return settings
 
 

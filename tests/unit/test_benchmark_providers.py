@@ -41,7 +41,7 @@ def test_the_harness_runs_end_to_end_and_reports_json(bench, capsys):
     report = json.loads(capsys.readouterr().out)
 
     fetch = report["fetch"]
-    assert set(fetch) == {"sequential", "concurrent 2"}
+    assert set(fetch) == {"sequential", "threads 2", "concurrent 2"}
     assert 1 <= fetch["concurrent 2"]["peak_in_flight"] <= 2
     cached, uncached = report["training"]["cache 7200 s"], report["training"]["no cache"]
     # The engine asks each zone's forecast once a round; a 2-hour cache every other round.
@@ -61,7 +61,7 @@ def test_write_docs_replaces_only_its_own_section(bench, monkeypatch, tmp_path, 
     text = doc.read_text()
     assert text.count(bench.BEGIN) == 1 and text.count(bench.END) == 1
     assert "STALE-SECTION" not in text and "kept above" in text and "kept below" in text
-    assert "| sync `provider.forecast()` |" in text and "--write-docs" in text
+    assert "| sync, `max_concurrency=1` |" in text and "--write-docs" in text
     assert capsys.readouterr().out.strip().startswith(bench.BEGIN)
 
 

@@ -135,6 +135,21 @@ def test_config_show_reports_sources(capsys, tmp_path, monkeypatch):
     assert code == 0 and "lowcarb.toml" in out
 
 
+def test_config_show_reports_a_missing_credential_instead_of_failing(capsys, monkeypatch):
+    monkeypatch.setenv("LOWCARB_PROVIDER", "watttime")
+    monkeypatch.delenv("LOWCARB_WATTTIME_USERNAME", raising=False)
+    monkeypatch.setenv("LOWCARB_WATTTIME_PASSWORD", "hunter2-secret")
+    code, out, _ = run(capsys, "config", "show", "--json")
+    rows = {r["key"]: r for r in json.loads(out)["settings"]}
+    assert code == 0
+    assert rows["providers.watttime.username"]["source"].startswith("missing")
+    assert rows["providers.watttime.password"]["value"] == "<redacted>"
+    assert "hunter2-secret" not in out
+    # Every other command still fails at once, naming the variable.
+    code, _, err = run(capsys, "latest")
+    assert code != 0 and "LOWCARB_WATTTIME_USERNAME" in err
+
+
 def test_bad_config_file_exits_2(capsys, tmp_path):
     (tmp_path / "lowcarb.toml").write_text('provider = "electricitymap"\n')
     code, _, err = run(capsys, "latest")
