@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -77,7 +78,6 @@ def api(clock: ManualClock) -> Iterator[TestClient]:
 
 def _schema_check(document: dict[str, Any], name: str, body: Any) -> None:
     """Validate ``body`` against a component schema of the OpenAPI document."""
-    jsonschema = pytest.importorskip("jsonschema")
     schema = {"$ref": f"#/components/schemas/{name}", "components": document["components"]}
     jsonschema.Draft202012Validator(schema).validate(body)
 
@@ -523,7 +523,6 @@ def test_the_openapi_document_lists_every_route(api: TestClient) -> None:
     text = json.dumps(document)
     for ref in set(re.findall(r'"#/components/schemas/([A-Za-z]+)"', text)):
         assert ref in document["components"]["schemas"], ref
-    jsonschema = pytest.importorskip("jsonschema")
     for schema in document["components"]["schemas"].values():
         jsonschema.Draft202012Validator.check_schema(schema)
     limit = document["components"]["schemas"]["SelectRequest"]["properties"]["candidates"]
@@ -580,7 +579,6 @@ _candidates = st.builds(_edited, _valid_candidates, _edits)
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(candidate=_candidates)
 def test_the_validator_agrees_with_the_published_schema(candidate: dict[str, Any]) -> None:
-    jsonschema = pytest.importorskip("jsonschema")
     schema = {"$ref": "#/components/schemas/Candidate", "components": {"schemas": {}}}
     schema["components"]["schemas"]["Candidate"] = CANDIDATE.schema()
     valid = jsonschema.Draft202012Validator(schema).is_valid(candidate)
