@@ -29,6 +29,7 @@ from lowcarb.adapters.disco._protocol import (
     ProtocolViolation,
     decode_tensors,
     new_id,
+    unpack_map,
 )
 from lowcarb.adapters.disco._room import Member, Outcome
 
@@ -70,12 +71,7 @@ class Develop(Generation):
 
     def decode_frame(self, frame: bytes) -> dict[str, Any]:
         """Decode a client frame: ClientConnected or SendPayload."""
-        try:
-            message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-        except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise ProtocolViolation(f"malformed msgpack: {exc}", INVALID_PAYLOAD) from None
-        if not isinstance(message, dict):
-            raise ProtocolViolation("a message must be a map", INVALID_PAYLOAD)
+        message = unpack_map(frame)
         kind = message.get("type")
         if isinstance(kind, bool) or kind not in (CLIENT_CONNECTED, SEND_PAYLOAD):
             raise ProtocolViolation(f"message type {kind!r} is not one a federated client sends")

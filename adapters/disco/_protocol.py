@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
+import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
 import numpy as np
 
 if TYPE_CHECKING:
@@ -61,6 +62,21 @@ class ProtocolViolation(Exception):
         self.code = code
         self.reason = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
         super().__init__(self.reason)
+
+
+def unpack_map(frame: bytes) -> dict[str, Any]:
+    """Decode one msgpack frame that must hold a map (every DISCO message is one).
+
+    Raises:
+        ProtocolViolation: For malformed msgpack or anything but a map.
+    """
+    try:
+        message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise ProtocolViolation(f"malformed msgpack: {exc}", INVALID_PAYLOAD) from None
+    if not isinstance(message, dict):
+        raise ProtocolViolation("a message must be a map", INVALID_PAYLOAD)
+    return message
 
 
 def check_name(value: str, what: str) -> str:

@@ -31,6 +31,7 @@ from lowcarb.adapters.disco._protocol import (
     Link,
     ProtocolViolation,
     decode_tensors,
+    unpack_map,
 )
 from lowcarb.adapters.disco._room import Member
 
@@ -97,12 +98,7 @@ class V2(Generation):
 
     def decode_frame(self, frame: bytes) -> dict[str, Any]:
         """Decode a client frame; checks the fields of each message type it may send."""
-        try:
-            message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-        except Exception as exc:  # msgpack raises several unrelated types on bad input
-            raise ProtocolViolation(f"malformed msgpack: {exc}", INVALID_PAYLOAD) from None
-        if not isinstance(message, dict):
-            raise ProtocolViolation("a message must be a map", INVALID_PAYLOAD)
+        message = unpack_map(frame)
         kind = message.get("type")
         if isinstance(kind, bool) or kind not in _NAMES:
             raise ProtocolViolation(f"message type {kind!r} is not a federated v2 message")
