@@ -31,13 +31,9 @@ from entsoe.mappings import PSRTYPE_MAPPINGS, lookup_area
 from lowcarb import ManualClock
 from lowcarb._config import load_settings
 from lowcarb._zones import ZONE_CATALOG
-from lowcarb.backends._entsoe import (
-    ZONE_AREAS,
-    EntsoeProvider,
-    _ScrubTokens,
-    scrub,
-)
+from lowcarb.backends._entsoe import ZONE_AREAS, EntsoeProvider
 from lowcarb.backends._entsoe_factors import FACTORS, SOURCES, STORAGE, factor_for
+from lowcarb.backends._entsoe_gateway import ScrubTokens, scrub
 from lowcarb.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -530,7 +526,7 @@ def test_the_log_filter_scrubs_urllib3_style_records():
          "HTTP/1.1", 200, None),
         None,
     )  # fmt: skip
-    assert _ScrubTokens().filter(record)
+    assert ScrubTokens().filter(record)
     assert TOKEN not in record.getMessage() and "securityToken=REDACTED&a=1" in record.getMessage()
     assert scrub(f"{{'securityToken': '{TOKEN}'}}") == "{'securityToken': 'REDACTED'}"
 
