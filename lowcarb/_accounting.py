@@ -54,6 +54,10 @@ class RunSummary:
         per_client: Rounds, kWh and gCO2eq per client.
         per_zone: Client-rounds, kWh and gCO2eq per zone.
         fallbacks: Rounds whose signal came from a fallback.
+        excluded_energy_kwh: Energy of candidates left out that trained anyway (kWh):
+            clients a framework cannot hold back (DISCO v2). Not in ``energy_kwh``.
+        excluded_emissions_g: Their gCO2eq; the run's footprint is ``emissions_g`` plus
+            this.
     """
 
     run_id: str
@@ -72,6 +76,8 @@ class RunSummary:
     per_client: dict[str, dict[str, float]] = field(repr=False)
     per_zone: dict[str, dict[str, float]] = field(repr=False)
     fallbacks: int = 0
+    excluded_energy_kwh: float = 0.0
+    excluded_emissions_g: float = 0.0
     _records: tuple[RoundRecord, ...] = field(default=(), repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -104,10 +110,12 @@ class RunSummary:
                     "intensity_used_g_per_kwh",
                     "intensity_actual_g_per_kwh",
                     "emissions_g",
+                    "selected",
                 ]
             )
             for record in self._records:
-                for c in record.clients:
+                rows = [(c, 1) for c in record.clients] + [(c, 0) for c in record.excluded]
+                for c, selected in rows:
                     writer.writerow(
                         [
                             self.run_id,
@@ -121,6 +129,7 @@ class RunSummary:
                             f"{c.intensity_used:.6g}",
                             "" if c.intensity_actual is None else f"{c.intensity_actual:.6g}",
                             f"{c.emissions_g:.6g}",
+                            selected,
                         ]
                     )
         return target
@@ -146,7 +155,7 @@ def summarize(
     per_round: list[dict[str, Any]] = []
     per_client: dict[str, dict[str, float]] = {}
     per_zone: dict[str, dict[str, float]] = {}
-    energy = grams = expected = random_g = 0.0
+    energy = grams = expected = random_g = excluded_kwh = excluded_g = 0.0
     known = total = fallbacks = 0
     random_complete = bool(records)
     accuracies: list[float] = []
@@ -161,6 +170,9 @@ def summarize(
             total += 1
         energy += record.energy_kwh
         grams += round_g
+        round_excluded_g = sum(c.emissions_g for c in record.excluded)
+        excluded_kwh += sum(c.energy_kwh for c in record.excluded)
+        excluded_g += round_excluded_g
         counterfactual = (
             record.random_actual_g
             if record.random_actual_g is not None
@@ -183,6 +195,7 @@ def summarize(
                 "random_g": counterfactual,
                 "metrics": dict(record.metrics),
                 "fallback": record.signal.get("fallback"),
+                "excluded_g": round_excluded_g,
             }
         )
     counts = dict.fromkeys(population or {}, 0)
@@ -214,5 +227,7 @@ def summarize(
         per_client=per_client,
         per_zone=per_zone,
         fallbacks=fallbacks,
+        excluded_energy_kwh=excluded_kwh,
+        excluded_emissions_g=excluded_g,
         _records=tuple(records),
     )

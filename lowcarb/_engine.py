@@ -464,6 +464,7 @@ class SelectionEngine:
         energy_kwh: Mapping[str, float] | None = None,
         metrics: Mapping[str, float] | None = None,
         actual: Mapping[str, float] | None = None,
+        excluded_energy_kwh: Mapping[str, float] | None = None,
     ) -> None:
         """Record what became known after a round ran.
 
@@ -473,15 +474,33 @@ class SelectionEngine:
             metrics: Metrics such as ``accuracy`` (fraction) or ``loss``.
             actual: Actual mean intensity per zone over the round (gCO2eq/kWh); fetched
                 from the provider's history when omitted and the round has ended.
+            excluded_energy_kwh: Energy (kWh) that candidates *not* selected spent on the
+                round anyway, because the framework could not hold them back (DISCO v2).
+                It counts in the run's footprint (``RunSummary.excluded_*``), not in
+                participation.
 
         Raises:
             InvalidInputError: For a paused decision, bad energies or an unknown client.
         """
         if not decision.run_now:
             raise InvalidInputError("a paused decision has no round to complete")
-        for cid, value in (energy_kwh or {}).items():
+        for cid, value in {**(energy_kwh or {}), **(excluded_energy_kwh or {})}.items():
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise InvalidInputError(f"measured energy of {cid!r} must be >= 0 kWh: {value!r}")
+        excluded = []
+        by_id = {c.id: c for c in decision.clients}
+        for cid, value in (excluded_energy_kwh or {}).items():
+            candidate = by_id.get(cid)
+            if candidate is None or candidate.selected:
+                raise InvalidInputError(
+                    f"excluded energy for {cid!r}: not a candidate left out of round "
+                    f"{decision.round}"
+                )
+            excluded.append(
+                ClientRound(
+                    cid, candidate.zone, float(value), "reported", candidate.intensity_g_per_kwh
+                )
+            )
         now = self.clock.now()
         zones = list(dict.fromkeys(c.zone for c in decision.clients))
         if actual is None and now >= decision.end:
@@ -500,6 +519,7 @@ class SelectionEngine:
             energy_kwh=energy_kwh,
             random_actual_g=random_actual,
             metrics=metrics,
+            excluded=excluded,
         )
 
     def summary(self) -> RunSummary:

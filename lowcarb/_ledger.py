@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +48,14 @@ CREATE TABLE IF NOT EXISTS client_rounds (
     intensity_used REAL NOT NULL, intensity_actual REAL,
     PRIMARY KEY (run_id, round, client_id)
 );
+-- Candidates that were not selected but trained anyway (clients a framework cannot pause,
+-- such as DISCO v2's): their energy is part of the run's footprint, not of its selection.
+CREATE TABLE IF NOT EXISTS excluded_rounds (
+    run_id TEXT NOT NULL, round INTEGER NOT NULL, client_id TEXT NOT NULL,
+    zone TEXT NOT NULL, energy_kwh REAL NOT NULL, energy_source TEXT NOT NULL,
+    intensity_used REAL NOT NULL, intensity_actual REAL,
+    PRIMARY KEY (run_id, round, client_id)
+);
 CREATE TABLE IF NOT EXISTS pauses (
     run_id TEXT NOT NULL, decided_at TEXT NOT NULL, wait_until TEXT NOT NULL,
     reason TEXT NOT NULL
@@ -63,7 +71,7 @@ class ClientRound:
         client_id: The client.
         zone: Its grid zone.
         energy_kwh: Energy of its round (kWh): the model's estimate or a measurement.
-        energy_source: ``model`` or ``measured``.
+        energy_source: ``model``, ``measured`` or (for excluded clients) ``reported``.
         intensity_used: Intensity the decision used (gCO2eq/kWh).
         intensity_actual: Intensity that really applied, once known (gCO2eq/kWh).
     """
@@ -101,6 +109,8 @@ class RoundRecord:
         signal: Provenance of the carbon signal (provider, method, issued_at, fallback).
         candidates: How many clients were eligible.
         clients: The selected clients' records.
+        excluded: Candidates not selected that trained anyway (their energy counts in
+            the footprint, not in participation).
         random_expected_g: Expected gCO2eq had K candidates been drawn at random, with
             the intensities the decision used (the counterfactual).
         random_actual_g: The same with actual intensities, once known.
@@ -121,6 +131,7 @@ class RoundRecord:
     random_actual_g: float | None = None
     metrics: Mapping[str, float] = field(default_factory=dict)
     completed_at: datetime | None = None
+    excluded: tuple[ClientRound, ...] = ()
 
     @property
     def energy_kwh(self) -> float:
@@ -333,6 +344,7 @@ class Ledger:
         energy_kwh: Mapping[str, float] | None = None,
         random_actual_g: float | None = None,
         metrics: Mapping[str, float] | None = None,
+        excluded: Sequence[ClientRound] = (),
     ) -> None:
         """Add what became known after a round: actual intensities, measured energy, metrics.
 
@@ -344,6 +356,8 @@ class Ledger:
             energy_kwh: Measured energy per client (kWh); replaces the model's estimate.
             random_actual_g: The random counterfactual with actual intensities.
             metrics: Metrics to merge into the round's (e.g. ``{"accuracy": 0.91}``).
+            excluded: Candidates not selected that trained anyway (replacing any recorded
+                for the round).
 
         Raises:
             InvalidInputError: If the round is not recorded or a client is not in it.
@@ -366,12 +380,29 @@ class Ledger:
                     round_number,
                 ),
             )
+            db.executemany(
+                "INSERT OR REPLACE INTO excluded_rounds VALUES (?,?,?,?,?,?,?,?)",
+                [
+                    (
+                        run_id,
+                        round_number,
+                        c.client_id,
+                        c.zone,
+                        c.energy_kwh,
+                        c.energy_source,
+                        c.intensity_used,
+                        c.intensity_actual,
+                    )
+                    for c in excluded
+                ],
+            )
             for zone, value in (actual or {}).items():
-                db.execute(
-                    "UPDATE client_rounds SET intensity_actual=? "
-                    "WHERE run_id=? AND round=? AND zone=?",
-                    (float(value), run_id, round_number, zone),
-                )
+                for table in ("client_rounds", "excluded_rounds"):
+                    db.execute(
+                        f"UPDATE {table} SET intensity_actual=? "
+                        "WHERE run_id=? AND round=? AND zone=?",
+                        (float(value), run_id, round_number, zone),
+                    )
             for client, value in (energy_kwh or {}).items():
                 updated = db.execute(
                     "UPDATE client_rounds SET energy_kwh=?, energy_source='measured' "
@@ -403,14 +434,8 @@ class Ledger:
 
     def rounds(self, run_id: str, *, since: int = 0) -> list[RoundRecord]:
         """Round records of a run, in order, from round ``since + 1``."""
-        clients: dict[int, list[ClientRound]] = {}
-        for row in self._db.execute(
-            "SELECT round, client_id, zone, energy_kwh, energy_source, intensity_used, "
-            "intensity_actual FROM client_rounds WHERE run_id=? AND round>? "
-            "ORDER BY round, client_id",
-            (run_id, since),
-        ):
-            clients.setdefault(row[0], []).append(ClientRound(*row[1:]))
+        clients = self._client_rounds("client_rounds", run_id, since)
+        excluded = self._client_rounds("excluded_rounds", run_id, since)
         out = []
         for row in self._db.execute(
             "SELECT round, decided_at, start, end, policy, reason, signal, candidates, "
@@ -433,9 +458,21 @@ class Ledger:
                     random_actual_g=row[9],
                     metrics=json.loads(row[10]),
                     completed_at=_when(row[11]),
+                    excluded=tuple(excluded.get(row[0], ())),
                 )
             )
         return out
+
+    def _client_rounds(self, table: str, run_id: str, since: int) -> dict[int, list[ClientRound]]:
+        rows: dict[int, list[ClientRound]] = {}
+        for row in self._db.execute(
+            "SELECT round, client_id, zone, energy_kwh, energy_source, intensity_used, "
+            f"intensity_actual FROM {table} WHERE run_id=? AND round>? "
+            "ORDER BY round, client_id",
+            (run_id, since),
+        ):
+            rows.setdefault(row[0], []).append(ClientRound(*row[1:]))
+        return rows
 
     def check(self) -> None:
         """Run SQLite's integrity check.

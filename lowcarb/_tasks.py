@@ -311,6 +311,7 @@ class TaskEngines:
         energy_kwh: Mapping[str, float] | None = None,
         metrics: Mapping[str, float] | None = None,
         actual: Mapping[str, float] | None = None,
+        excluded_energy_kwh: Mapping[str, float] | None = None,
     ) -> Decision:
         """Record a decided round's outcome (see :meth:`SelectionEngine.complete`).
 
@@ -334,7 +335,13 @@ class TaskEngines:
                     expected=expected,
                 )
             decision = self._known(task_id, round, expected)
-            engine.complete(decision, energy_kwh=energy_kwh, metrics=metrics, actual=actual)
+            engine.complete(
+                decision,
+                energy_kwh=energy_kwh,
+                metrics=metrics,
+                actual=actual,
+                excluded_energy_kwh=excluded_energy_kwh,
+            )
             return decision
 
     def _known(self, task_id: str, round: int, expected: int) -> Decision:

@@ -463,6 +463,9 @@ class TaskRoom:
     async def _account(self, decision: Decision, record: Aggregate) -> None:
         """Complete the engine's round; log the aggregate (never lost on a ledger error)."""
         excluded_kwh = excluded_g = 0.0
+        # Candidates of the decision go into the footprint of the run (the engine's
+        # account); late joiners, unknown to the decision, only into these metrics.
+        spent: dict[str, float] = {}
         by_id = {c.id: c for c in decision.clients}
         zone_intensity = {c.zone: c.intensity_g_per_kwh for c in decision.clients}
         mean_intensity = float(np.mean([c.intensity_g_per_kwh for c in decision.clients]))
@@ -471,6 +474,7 @@ class TaskRoom:
             known = by_id.get(cid)
             if known is not None:
                 kwh, intensity = known.energy_kwh, known.intensity_g_per_kwh
+                spent[cid] = updates * kwh
             else:  # joined after the decision: the task's energy model, its zone's signal
                 member = self.members.get(cid)
                 kwh = engine.energy.energy_kwh()
@@ -494,7 +498,11 @@ class TaskRoom:
         try:
             await anyio.to_thread.run_sync(
                 lambda: self.engines.complete(
-                    self.task.id, decision.round, energy_kwh=energy, metrics=metrics
+                    self.task.id,
+                    decision.round,
+                    energy_kwh=energy,
+                    metrics=metrics,
+                    excluded_energy_kwh=spent,
                 )
             )
         except LowcarbError as exc:

@@ -19,7 +19,17 @@ H = timedelta(hours=1)
 FALLBACK = "electricitymaps failed; default answered for DE"
 
 
-def rr(n: int, clients, *, expected=None, actual=None, metrics=None, fallback=None, **signal):
+def rr(
+    n: int,
+    clients,
+    *,
+    expected=None,
+    actual=None,
+    metrics=None,
+    fallback=None,
+    excluded=(),
+    **signal,
+):
     return RoundRecord(
         round=n,
         decided_at=T0 + n * H - timedelta(minutes=1),
@@ -33,6 +43,7 @@ def rr(n: int, clients, *, expected=None, actual=None, metrics=None, fallback=No
         random_expected_g=expected,
         random_actual_g=actual,
         metrics=metrics or {},
+        excluded=tuple(excluded),
     )
 
 
@@ -166,6 +177,7 @@ def test_per_round_rows(summary):
         "random_g": 700.0,
         "metrics": {"accuracy": 0.7, "loss": 0.3},
         "fallback": FALLBACK,
+        "excluded_g": 0,
     }
     assert [r["emissions_g"] for r in rows] == pytest.approx([350, 440, 200])
     assert rows[0]["fallback"] is None
@@ -295,6 +307,7 @@ HEADER = [
     "intensity_used_g_per_kwh",
     "intensity_actual_g_per_kwh",
     "emissions_g",
+    "selected",
 ]
 
 
@@ -324,6 +337,7 @@ def test_to_csv_writes_one_row_per_client_round(summary, tmp_path):
         "intensity_used_g_per_kwh": "100",
         "intensity_actual_g_per_kwh": "150",
         "emissions_g": "300",
+        "selected": "1",
     }
     assert body[1]["intensity_actual_g_per_kwh"] == ""
     assert body[1]["emissions_g"] == "50"
@@ -342,3 +356,26 @@ def test_to_csv_keeps_six_significant_digits_and_an_empty_run_has_a_header(tmp_p
     assert float(row["emissions_g"]) == pytest.approx(0.123456789 * 12.5, rel=1e-5)
     with summarize([]).to_csv(tmp_path / "none.csv").open(newline="") as handle:
         assert list(csv.reader(handle)) == [HEADER]
+
+
+def test_clients_that_trained_without_being_selected_count_in_the_footprint_only(tmp_path):
+    # DISCO v2 cannot hold a client back: its update is left out, its energy is spent.
+    record = rr(
+        1,
+        [ClientRound("a", "DE", 2.0, "model", 100.0, 150.0)],
+        excluded=(ClientRound("b", "PL", 1.0, "reported", 600.0, 700.0),),
+    )
+    summary = summarize([record], run_id="r", population={"a": 1, "b": 0})
+    assert summary.emissions_g == pytest.approx(300.0)
+    assert summary.energy_kwh == pytest.approx(2.0)
+    assert summary.excluded_energy_kwh == pytest.approx(1.0)
+    assert summary.excluded_emissions_g == pytest.approx(700.0)
+    assert summary.per_round[0]["excluded_g"] == pytest.approx(700.0)
+    assert summary.participation["never"] == 1  # b trained, but was never selected
+    assert summary.to_dict()["excluded_emissions_g"] == pytest.approx(700.0)
+    with summary.to_csv(tmp_path / "r.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["client_id"], r["selected"], r["emissions_g"]) for r in rows] == [
+        ("a", "1", "300"),
+        ("b", "0", "700"),
+    ]

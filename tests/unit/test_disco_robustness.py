@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import msgpack
 import numpy as np
+import pytest
 import websockets
 from _disco_harness import TASK, Running, V2Client, closed_by_server, running_bridge, weights_of
 
@@ -152,6 +153,10 @@ def test_a_selected_client_vanishing_mid_round_leaves_the_others_training(tmp_pa
             records = await _ledger_ok(bridge)
             assert records[0].metrics["excluded_updates"] == 1
             assert records[0].metrics["excluded_energy_kwh"] > 0
+            # ... and the same energy is in the run's footprint, under the left-out client.
+            (spent,) = records[0].excluded
+            assert spent.client_id == left
+            assert spent.energy_kwh == pytest.approx(records[0].metrics["excluded_energy_kwh"])
             assert records[0].metrics["missing"] == 1
             lines = (bridge.state_dir / f"{TASK}.rounds.jsonl").read_text().splitlines()
             assert json.loads(lines[0])["contributors"] == [stays]

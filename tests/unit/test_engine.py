@@ -341,6 +341,31 @@ def test_summary_exports(table, clock, tmp_path) -> None:
     assert len(lines) == 1 + 4
 
 
+def test_energy_of_candidates_left_out_is_recorded_and_checked(table, clock, tmp_path) -> None:
+    engine = _engine(table, clock, forecaster="persistence", ledger=tmp_path / "l.sqlite")
+    decision = engine.select(_clients(), k=2)
+    left_out = decision.deferred[0]
+    clock.advance(HOUR)
+    for bad, match in (
+        ({decision.selected[0]: 0.01}, "not a candidate left out"),
+        ({"nobody": 0.01}, "not a candidate left out"),
+        ({left_out: -1.0}, ">= 0 kWh"),
+    ):
+        with pytest.raises(InvalidInputError, match=match):
+            engine.complete(decision, excluded_energy_kwh=bad)
+    assert engine.summary().excluded_energy_kwh == 0  # the refusals wrote nothing
+    engine.complete(decision, excluded_energy_kwh={left_out: 0.02})
+    engine.close()
+    reopened = _engine(table, clock, forecaster="persistence", ledger=tmp_path / "l.sqlite")
+    summary = reopened.summary()
+    actual = next(c for c in decision.clients if c.id == left_out)
+    assert summary.excluded_energy_kwh == pytest.approx(0.02)
+    # The round has ended: the actual intensity of the client's zone applies, as for others.
+    intensity = table.frame.loc[decision.start, actual.zone]
+    assert summary.excluded_emissions_g == pytest.approx(0.02 * intensity)
+    assert reopened.participation[left_out] == 0
+
+
 def test_the_default_provider_needs_no_arguments(clock) -> None:
     engine = SelectionEngine(clock=clock, rounds=3)
     decision = engine.select(_clients(), k=2)
