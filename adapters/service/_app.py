@@ -266,13 +266,15 @@ class _Service:
                 energy_kwh=body.get("energy_kwh"),
                 metrics=body.get("metrics"),
                 actual=body.get("actual"),
+                excluded_energy_kwh=body.get("excluded_energy_kwh"),
             )
         except RoundConflictError as exc:
             raise RequestError(str(exc), field="round", status=409) from None
         except InvalidInputError as exc:
-            # The engine and the ledger refuse only measured energies here (negative, or
-            # of a client that did not take part).
-            raise RequestError(str(exc), field="energy_kwh") from None
+            # The engine and the ledger refuse only energies here (the schema has checked
+            # the values): of a client that did not take part, or was not left out.
+            field = "excluded_energy_kwh" if "excluded energy" in str(exc) else "energy_kwh"
+            raise RequestError(str(exc), field=field) from None
         engine = self.engines.get(task)
         record = engine.ledger.rounds(task, since=number - 1)[0]
         return {
@@ -396,6 +398,8 @@ class _Service:
             "participation": engine.participation,
             "energy_kwh": summary.energy_kwh,
             "emissions_g": summary.emissions_g,
+            "excluded_energy_kwh": summary.excluded_energy_kwh,
+            "excluded_emissions_g": summary.excluded_emissions_g,
             "random_g": summary.random_g,
             "saving_vs_random": summary.saving_vs_random,
             "fairness": summary.participation,

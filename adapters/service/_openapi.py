@@ -176,6 +176,8 @@ _SCHEMAS: dict[str, Any] = {
             "participation": {"type": "object", "additionalProperties": {"type": "integer"}},
             "energy_kwh": _NUM,
             "emissions_g": _NUM,
+            "excluded_energy_kwh": _NUM,
+            "excluded_emissions_g": _NUM,
             "random_g": _NULLABLE_NUM,
             "saving_vs_random": _NULLABLE_NUM,
             "fairness": {"type": "object", "additionalProperties": _NUM},

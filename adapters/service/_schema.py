@@ -314,6 +314,15 @@ COMPLETE_REQUEST = Shape(
             maximum=MAX_ENTRIES,
             example={"hospital-7": 0.031},
         ),
+        "excluded_energy_kwh": Prop(
+            "map",
+            "Energy (kWh) that candidates left out of the round spent anyway, because the "
+            "framework could not hold them back; counted in the task's footprint, not in "
+            "its selection.",
+            minimum=0,
+            maximum=MAX_ENTRIES,
+            example={"hospital-3": 0.028},
+        ),
         "metrics": Prop(
             "map",
             "Metrics of the round, e.g. accuracy (fraction) or loss.",

@@ -334,6 +334,30 @@ def test_complete_records_measured_energy_and_metrics(api: TestClient, clock: Ma
     _schema_check(api.get("/v1/openapi.json").json(), "TaskResponse", task)
 
 
+def test_energy_spent_by_clients_left_out_counts_in_the_task_footprint(
+    api: TestClient, clock: ManualClock
+) -> None:
+    decision = api.post("/v1/select", json=_select(k=2)).json()
+    left_out, chosen = decision["deferred"][0], decision["selected"][0]
+    clock.advance(timedelta(hours=1))
+    wrong = api.post(
+        "/v1/complete",
+        json={"task": "mnist", "round": 1, "excluded_energy_kwh": {chosen: 0.1}},
+    )
+    assert wrong.status_code == 422 and wrong.json()["field"] == "excluded_energy_kwh"
+    assert api.get("/v1/tasks/mnist").json()["excluded_energy_kwh"] == 0
+    answer = api.post(
+        "/v1/complete",
+        json={"task": "mnist", "round": 1, "excluded_energy_kwh": {left_out: 0.1}},
+    )
+    assert answer.status_code == 200, answer.text
+    task = api.get("/v1/tasks/mnist").json()
+    assert task["excluded_energy_kwh"] == pytest.approx(0.1)
+    assert task["excluded_emissions_g"] > 0
+    assert task["participation"][left_out] == 0
+    _schema_check(api.get("/v1/openapi.json").json(), "TaskResponse", task)
+
+
 def test_bad_completions_are_refused_and_lose_nothing(api: TestClient) -> None:
     decision = api.post("/v1/select", json=_select(k=2)).json()
     outsider = decision["deferred"][0]
