@@ -13,12 +13,15 @@ from flwr.server.criterion import Criterion
 from lowcarb._clock import ManualClock
 from lowcarb._energy import Client
 from lowcarb._engine import Decision, SelectionEngine
+from lowcarb.adapters.flower._strategy import NO_ZONE_HINT, select_placed, wait_for_slot
 from lowcarb.adapters.flower._zones import place
-from lowcarb.exceptions import InvalidInputError
+from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 
 __all__ = ["CarbonAwareClientManager"]
 
 _log = logging.getLogger("flwr.lowcarb")
+# See _strategy._MAX_PAUSES: this many pauses in one round means the clock stands still.
+_MAX_PAUSES = 10_000
 
 
 class CarbonAwareClientManager(SimpleClientManager):
@@ -51,6 +54,11 @@ class CarbonAwareClientManager(SimpleClientManager):
             raise InvalidInputError(f"engine must be a SelectionEngine, got {engine!r}")
         if not math.isfinite(timeout) or timeout <= 0:
             raise InvalidInputError(f"timeout must be > 0 s, got {timeout!r}")
+        if simulated_time and not isinstance(engine.clock, ManualClock):
+            raise InvalidInputError(
+                "simulated_time=True needs an engine on a ManualClock; "
+                f"this engine runs on {engine.clock!r}"
+            )
         self.engine = engine
         self.property_key = property_key
         self.timeout = float(timeout)
@@ -94,24 +102,40 @@ class CarbonAwareClientManager(SimpleClientManager):
         min_num_clients: int | None = None,
         criterion: Criterion | None = None,
     ) -> list[ClientProxy]:
-        """Pick ``num_clients`` clients through the engine (waits for the minimum first)."""
+        """Pick ``num_clients`` clients through the engine (waits for the minimum first).
+
+        Clients whose zone an ``unknown_zone="error"`` engine rejects are left out of
+        the round, which may then have fewer clients.
+        """
         self.wait_for(num_clients if min_num_clients is None else min_num_clients)
-        proxies = [p for p in self.clients.values() if criterion is None or criterion.select(p)]
-        if num_clients > len(proxies) or num_clients < 1:
-            _log.info(
-                "lowcarb: cannot sample %d of %d available clients", num_clients, len(proxies)
-            )
+        if num_clients < 1:
             return []
         self.close_round()
-        candidates = [Client(p.cid, self._zone(p)) for p in proxies]
-        decision = self.engine.select(candidates, num_clients)
-        while not decision.run_now:
-            assert decision.wait_until is not None
-            seconds = max(0.0, (decision.wait_until - self.engine.clock.now()).total_seconds())
-            _log.info("lowcarb: waiting %.0f s: %s", seconds, decision.reason)
-            self.engine.clock.sleep(seconds)
-            decision = self.engine.select(candidates, num_clients)
+        for _ in range(_MAX_PAUSES):
+            # A snapshot: Flower's runtime registers clients from another thread.
+            proxies = [
+                p for p in list(self.clients.values()) if criterion is None or criterion.select(p)
+            ]
+            if num_clients > len(proxies):
+                _log.info(
+                    "lowcarb: cannot sample %d of %d available clients", num_clients, len(proxies)
+                )
+                return []
+            candidates = [Client(p.cid, self._zone(p)) for p in proxies]
+            try:
+                decision = select_placed(self.engine, candidates, num_clients)
+            except UnknownZoneError as exc:
+                # No client can be costed: sample as Flower would rather than stop.
+                _log.warning("lowcarb: %s; sampling at random, unrecorded; %s", exc, NO_ZONE_HINT)
+                return super().sample(num_clients, min_num_clients, criterion)
+            if decision.run_now:
+                break
+            # Clients may come or go during the wait: the next pass looks again.
+            wait_for_slot(self.engine, decision)
+        else:
+            raise InvalidInputError("the engine keeps pausing but its clock does not move")
         self.decisions.append(decision)
         self._open = decision
         _log.info("lowcarb: round %d: %s", decision.round, decision.reason)
-        return [self.clients[cid] for cid in decision.selected]
+        by_id = {p.cid: p for p in proxies}
+        return [by_id[cid] for cid in decision.selected]

@@ -22,7 +22,13 @@ from lowcarb.adapters.flower._grid import SelectedGrid
 from lowcarb.adapters.flower._zones import ZoneDirectory, ZoneMap
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 
-__all__ = ["CarbonAwareStrategy", "EvaluationMode"]
+__all__ = [
+    "CarbonAwareStrategy",
+    "EvaluationMode",
+    "sampling_strategy",
+    "select_placed",
+    "wait_for_slot",
+]
 
 _log = logging.getLogger("flwr.lowcarb")
 
@@ -31,6 +37,56 @@ _MODES = ("all", "train", "carbon")
 # A plan pauses only until its next slot; more pauses than this in one round means the
 # clock does not move (e.g. a ManualClock nobody advances), not a real plan.
 _MAX_PAUSES = 10_000
+#: Said when no candidate has a zone the engine can cost (e.g. a simulation whose nodes
+#: have no ``zone`` in their node_config): the round goes on without lowcarb.
+NO_ZONE_HINT = (
+    "give nodes a zone: flower-supernode --node-config 'zone=\"DE\"', "
+    "answer_zone_query(app, fn) in simulation, or a server-side zones= mapping"
+)
+
+
+def sampling_strategy(strategy: Strategy) -> Strategy:
+    """The strategy whose sampling knobs count.
+
+    Wrappers such as Flower's differential-privacy strategies hold the strategy that
+    samples in ``.strategy`` and have no ``fraction_train`` of their own.
+    """
+    while not hasattr(strategy, "fraction_train") and isinstance(
+        getattr(strategy, "strategy", None), Strategy
+    ):
+        strategy = strategy.strategy  # type: ignore[attr-defined]
+    return strategy
+
+
+def select_placed(engine: SelectionEngine, candidates: list[Client], k: int) -> Decision:
+    """``engine.select``, leaving out nodes an ``unknown_zone="error"`` engine rejects."""
+    try:
+        return engine.select(candidates, k)
+    except UnknownZoneError as exc:
+        # Leave the unplaced nodes out of this round rather than stopping the training.
+        placed = [c for c in candidates if c.zone != exc.zone]
+        _log.warning("lowcarb: %s; leaving its nodes out", exc)
+        if not placed:
+            raise
+        return select_placed(engine, placed, min(k, len(placed)))
+
+
+def wait_for_slot(engine: SelectionEngine, decision: Decision) -> None:
+    """Wait until a paused decision's next slot, saying why.
+
+    A ManualClock jumps; the system clock sleeps for real. The engine pauses only while
+    its deadline leaves slack, so the deadline bounds every wait.
+    """
+    assert decision.wait_until is not None
+    seconds = max(0.0, (decision.wait_until - engine.clock.now()).total_seconds())
+    _log.info(
+        "lowcarb: round %d waits %s until %s: %s",
+        decision.round,
+        timedelta(seconds=round(seconds)),
+        f"{decision.wait_until:%Y-%m-%d %H:%M}Z",
+        decision.reason,
+    )
+    engine.clock.sleep(seconds)
 
 
 @contextmanager
@@ -122,13 +178,20 @@ class CarbonAwareStrategy(Strategy):
             raise InvalidInputError(f"min_nodes must be a positive integer, got {min_nodes!r}")
         if not math.isfinite(node_timeout) or node_timeout < 0:
             raise InvalidInputError(f"node_timeout must be >= 0 s, got {node_timeout!r}")
-        if poll_interval <= 0:
+        if not math.isfinite(poll_interval) or poll_interval <= 0:
             raise InvalidInputError(f"poll_interval must be > 0 s, got {poll_interval!r}")
+        if simulated_time and not isinstance(engine.clock, ManualClock):
+            raise InvalidInputError(
+                "simulated_time=True needs an engine on a ManualClock; "
+                f"this engine runs on {engine.clock!r}"
+            )
         self.strategy = strategy
+        # The strategy that samples (below Flower's DP wrappers, for example).
+        self._sampler = sampling_strategy(strategy)
         self.engine = engine
         self.per_round = per_round
         self.evaluation: EvaluationMode = evaluation
-        self.min_nodes = min_nodes or int(getattr(strategy, "min_available_nodes", 1))
+        self.min_nodes = min_nodes or int(getattr(self._sampler, "min_available_nodes", 1))
         self.node_timeout = float(node_timeout)
         self.simulated_time = (
             isinstance(engine.clock, ManualClock) if simulated_time is None else simulated_time
@@ -144,6 +207,7 @@ class CarbonAwareStrategy(Strategy):
         self.decisions: list[Decision] = []
         self._waited = False
         self._current: Decision | None = None
+        self._trained: list[int] = []
         self._evaluator: SelectionEngine | None = None
 
     # --- selection -----------------------------------------------------------------
@@ -176,8 +240,8 @@ class CarbonAwareStrategy(Strategy):
         if phase == "train" and self.per_round is not None:
             wanted = self.per_round
         else:
-            fraction = float(getattr(self.strategy, f"fraction_{phase}", 1.0))
-            floor = int(getattr(self.strategy, f"min_{phase}_nodes", 1))
+            fraction = float(getattr(self._sampler, f"fraction_{phase}", 1.0))
+            floor = int(getattr(self._sampler, f"min_{phase}_nodes", 1))
             wanted = max(int(available * fraction), floor, 1)
         return min(wanted, available)
 
@@ -185,37 +249,18 @@ class CarbonAwareStrategy(Strategy):
         zones = self.zones.lookup(grid, nodes)
         return [Client(str(node), zones[node]) for node in nodes]
 
-    def _select(self, engine: SelectionEngine, candidates: list[Client], k: int) -> Decision:
-        try:
-            return engine.select(candidates, k)
-        except UnknownZoneError as exc:
-            # An engine built with unknown_zone="error": leave the unplaced nodes out of
-            # this round rather than stopping the training.
-            placed = [c for c in candidates if c.zone != exc.zone]
-            _log.warning("lowcarb: %s; leaving its nodes out", exc)
-            if not placed:
-                raise
-            return self._select(engine, placed, min(k, len(placed)))
-
-    def _decide(self, candidates: list[Client], k: int) -> Decision:
-        # The engine pauses only while its deadline leaves slack, so the deadline bounds
-        # every wait.
-        clock = self.engine.clock
+    def _decide(self, grid: Grid, nodes: list[int]) -> Decision | None:
+        """This round's decision, after any planned wait; None when no node is left."""
         for _ in range(_MAX_PAUSES):
-            decision = self._select(self.engine, candidates, k)
+            candidates = self._candidates(grid, nodes)
+            decision = select_placed(self.engine, candidates, self._size("train", len(nodes)))
             if decision.run_now:
                 return decision
-            assert decision.wait_until is not None
-            seconds = max(0.0, (decision.wait_until - clock.now()).total_seconds())
-            _log.info(
-                "lowcarb: round %d waits %s until %s: %s",
-                decision.round,
-                timedelta(seconds=round(seconds)),
-                f"{decision.wait_until:%Y-%m-%d %H:%M}Z",
-                decision.reason,
-            )
-            # A ManualClock jumps; the system clock sleeps for real.
-            clock.sleep(seconds)
+            wait_for_slot(self.engine, decision)
+            # Nodes may have come or gone during the wait: decide again among those here.
+            nodes = list(grid.get_node_ids())
+            if not nodes:
+                return None
         raise InvalidInputError("the engine keeps pausing but its clock does not move")
 
     # --- Strategy interface ----------------------------------------------------------
@@ -225,12 +270,26 @@ class CarbonAwareStrategy(Strategy):
     ) -> Iterable[Message]:
         """Select this round's nodes, then let the inner strategy configure them."""
         nodes = self._node_ids(grid)
-        if not nodes:
-            _log.warning("lowcarb: no nodes connected; round %d trains nobody", server_round)
-            self._current = None
-            return []
-        decision = self._decide(self._candidates(grid, nodes), self._size("train", len(nodes)))
+        self._current, self._trained = None, []
+        try:
+            decision = self._decide(grid, nodes) if nodes else None
+        except UnknownZoneError as exc:
+            # No node can be costed, so there is nothing to choose by: train as if
+            # lowcarb were not there rather than stopping the run.
+            _log.warning(
+                "lowcarb: round %d: %s; the inner strategy samples this round itself and "
+                "lowcarb records nothing; %s",
+                server_round,
+                exc,
+                NO_ZONE_HINT,
+            )
+            messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+            self._trained = [m.metadata.dst_node_id for m in messages]
+            return messages
         self._current = decision
+        if decision is None:
+            _log.warning("lowcarb: no nodes connected; round %d trains nobody", server_round)
+            return []
         self.decisions.append(decision)
         chosen = [int(i) for i in decision.selected]
         _log.info(
@@ -242,11 +301,21 @@ class CarbonAwareStrategy(Strategy):
             decision.random_expected_g,
             decision.reason,
         )
-        with _exact_sampling(self.strategy, "train", len(chosen)):
+        with _exact_sampling(self._sampler, "train", len(chosen)):
             messages = list(
                 self.strategy.configure_train(
                     server_round, arrays, config, SelectedGrid(grid, chosen)
                 )
+            )
+        self._trained = chosen
+        configured = {m.metadata.dst_node_id for m in messages}
+        if configured != set(chosen):
+            _log.warning(
+                "lowcarb: the inner strategy configured %d of the %d selected nodes in "
+                "round %d; the ledger counts the selection",
+                len(configured & set(chosen)),
+                len(chosen),
+                server_round,
             )
         return messages
 
@@ -272,10 +341,22 @@ class CarbonAwareStrategy(Strategy):
         for reply in replies:
             if reply.has_error():
                 continue
+            node = reply.metadata.src_node_id
             for metric_record in reply.content.metric_records.values():
                 value = metric_record.get(ENERGY_METRIC)
+                if value is None:
+                    continue
                 if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-                    measured[str(reply.metadata.src_node_id)] = float(value)
+                    measured[str(node)] = float(value)
+                else:
+                    # A bad report must not stop the training: the model stands in.
+                    _log.warning(
+                        "lowcarb: node %s reported %s=%r, not a finite number >= 0 kWh; "
+                        "its energy comes from the engine's model",
+                        node,
+                        ENERGY_METRIC,
+                        value,
+                    )
         measured = {cid: kwh for cid, kwh in measured.items() if cid in decision.selected}
         clock = self.engine.clock
         if self.simulated_time and isinstance(clock, ManualClock):
@@ -308,22 +389,31 @@ class CarbonAwareStrategy(Strategy):
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
         """Pick the evaluating nodes by the evaluation mode; the inner strategy builds."""
-        if float(getattr(self.strategy, "fraction_evaluate", 1.0)) == 0.0:
+        if float(getattr(self._sampler, "fraction_evaluate", 1.0)) == 0.0:
             return []
         if self.evaluation == "train":
-            last = self.decisions[-1] if self.decisions else None
-            nodes = [] if last is None else [int(i) for i in last.selected]
+            nodes = list(self._trained)
         else:
             nodes = self._node_ids(grid)
             if self.evaluation == "carbon" and nodes:
                 candidates = self._candidates(grid, nodes)
-                pick = self._select(
-                    self._evaluation_engine(), candidates, self._size("evaluate", len(nodes))
-                )
+                try:
+                    pick = select_placed(
+                        self._evaluation_engine(), candidates, self._size("evaluate", len(nodes))
+                    )
+                except UnknownZoneError as exc:
+                    _log.warning(
+                        "lowcarb: round %d: %s; the inner strategy samples the evaluation",
+                        server_round,
+                        exc,
+                    )
+                    return list(
+                        self.strategy.configure_evaluate(server_round, arrays, config, grid)
+                    )
                 nodes = [int(i) for i in pick.selected]
         if not nodes:
             return []
-        with _exact_sampling(self.strategy, "evaluate", len(nodes)):
+        with _exact_sampling(self._sampler, "evaluate", len(nodes)):
             return list(
                 self.strategy.configure_evaluate(
                     server_round, arrays, config, SelectedGrid(grid, nodes)
@@ -345,6 +435,10 @@ class CarbonAwareStrategy(Strategy):
                 round_interval=main.round_interval,
                 energy=main.energy,
                 fairness=main.fairness,
+                utility_price=main.utility_price,
+                horizon=main.horizon,
+                fallbacks=main.source.fallbacks,
+                default_fallback=False,  # main's chain already ends with it when wanted
                 unknown_zone=main.source.unknown_zone,
                 clock=main.clock,
                 seed=main.seed,
@@ -367,6 +461,15 @@ class CarbonAwareStrategy(Strategy):
             self.min_nodes,
             "simulated" if self.simulated_time else "real",
         )
+        if self.engine.rounds_done:
+            # A ledger file shared by several Flower runs under one run_id makes them one
+            # training: fair shares and the plan carry over. Say so, it may be unintended.
+            _log.warning(
+                "lowcarb: ledger run %r already holds %d rounds; this training continues "
+                "it (pass SelectionEngine(run_id=...) to start a new one)",
+                self.engine.run_id,
+                self.engine.rounds_done,
+            )
 
     def __getattr__(self, name: str) -> Any:
         # Attributes the runtime or user code reads on the inner strategy (e.g.

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Mapping
 
 from flwr.app import ConfigRecord, Message, MessageType, RecordDict
 from flwr.serverapp import Grid
 
 from lowcarb.adapters.flower._client import ZONE_ACTION, ZONE_RECORD
-from lowcarb.exceptions import InvalidInputError, UnknownZoneError
+from lowcarb.exceptions import InvalidInputError, LowcarbError
 
 __all__ = ["UNKNOWN_ZONE", "ZoneDirectory", "place"]
 
@@ -28,14 +29,15 @@ def place(resolve: Callable[[str], str], node: object, text: str | None) -> str:
     """The zone of ``node`` from what it reported; never raises.
 
     Unresolvable text is kept as given (no provider serves it, so the engine's
-    unknown-zone rule applies); nothing at all gives :data:`UNKNOWN_ZONE`.
+    unknown-zone rule applies), and so is text the provider could not look up (e.g.
+    its zone list is unreachable); nothing at all gives :data:`UNKNOWN_ZONE`.
     """
     if text is None or not text.strip():
         _log.warning("node %s: zone unknown; the engine's unknown-zone rule applies", node)
         return UNKNOWN_ZONE
     try:
         return resolve(text)
-    except (UnknownZoneError, InvalidInputError) as exc:
+    except LowcarbError as exc:
         _log.warning("node %s: cannot resolve zone %r (%s)", node, text, exc)
         return text.strip()
 
@@ -69,7 +71,7 @@ class ZoneDirectory:
     ) -> None:
         if zones is not None and not (callable(zones) or isinstance(zones, Mapping)):
             raise InvalidInputError("zones must be a mapping node_id -> zone or a function")
-        if timeout <= 0:
+        if not math.isfinite(timeout) or timeout <= 0:
             raise InvalidInputError(f"the zone query timeout must be > 0 s, got {timeout!r}")
         self._resolve = resolve
         self._given = zones

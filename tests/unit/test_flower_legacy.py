@@ -41,7 +41,7 @@ class Proxy(ClientProxy):
     fit = evaluate = reconnect = get_parameters
 
 
-def manager(rounds: int, proxies: list[Proxy]) -> CarbonAwareClientManager:
+def manager(rounds: int, proxies: list[Proxy], **kw: object) -> CarbonAwareClientManager:
     clock = ManualClock(START)
     engine = SelectionEngine(
         DefaultProvider(clock=clock),
@@ -49,6 +49,7 @@ def manager(rounds: int, proxies: list[Proxy]) -> CarbonAwareClientManager:
         rounds=rounds,
         clock=clock,
         round_interval=timedelta(hours=1),
+        **kw,  # type: ignore[arg-type]
     )
     cm = CarbonAwareClientManager(engine)
     for p in proxies:
@@ -108,3 +109,30 @@ def test_energy_from_a_stopped_tracker() -> None:
         energy_from_tracker(
             SimpleNamespace(final_emissions_data=SimpleNamespace(energy_consumed=-1.0))
         )
+
+
+def test_an_engine_that_rejects_unknown_zones_leaves_those_clients_out() -> None:
+    proxies = [Proxy("a", "DE"), Proxy("b", None), Proxy("c", "GB"), Proxy("d", "SG")]
+    cm = manager(2, proxies, unknown_zone="error")
+    picked = [p.cid for p in cm.sample(2)]
+    assert len(picked) == 2
+    assert "b" not in picked
+
+
+def test_clients_registering_during_a_sample_do_not_break_it() -> None:
+    # Flower's runtime registers clients from another thread while sample() runs.
+    cm = manager(2, [Proxy(f"c{i}", ZONES[i % 4]) for i in range(4)])
+
+    class RegistersOneMore(Criterion):
+        def select(self, client: ClientProxy) -> bool:
+            if "late" not in cm.clients:
+                cm.register(Proxy("late", "DE"))
+            return True
+
+    assert len(cm.sample(2, criterion=RegistersOneMore())) == 2
+
+
+def test_clients_without_any_zone_are_sampled_as_flower_would() -> None:
+    cm = manager(2, [Proxy(f"c{i}", None) for i in range(4)])
+    assert len(cm.sample(2)) == 2
+    assert cm.decisions == []

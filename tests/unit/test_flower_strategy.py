@@ -345,3 +345,114 @@ def test_deployment_waits_for_the_planned_slot_by_sleeping(
     assert strategy.decisions[-1].start == clock.time
     assert all(d.end <= START + timedelta(hours=36) for d in strategy.decisions)
     assert "waits" in caplog.text
+
+
+def test_a_wrapped_inner_strategy_samples_exactly_the_selection() -> None:
+    # Flower's DP wrappers hold the sampling strategy in .strategy; its fraction (0.25)
+    # sizes the round and it must take all the selected nodes, not a random subset.
+    from flwr.serverapp.strategy import DifferentialPrivacyServerSideFixedClipping
+
+    grid = grid_of(12)
+    inner = DifferentialPrivacyServerSideFixedClipping(
+        FedAvg(fraction_train=0.25),
+        noise_multiplier=0.0,
+        clipping_norm=100.0,
+        num_sampled_clients=3,
+    )
+    strategy = CarbonAwareStrategy(inner, engine(3))
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
+    log = grid.app.log  # type: ignore[attr-defined]
+    for r, decision in enumerate(strategy.decisions, start=1):
+        assert len(decision.selected) == 3
+        this_round = {
+            node for kind, node, cfg in log if kind == "train" and cfg["server-round"] == r
+        }
+        assert this_round == {int(i) for i in decision.selected}
+    assert inner.strategy.fraction_train == 0.25
+
+
+def test_bad_measured_energy_is_logged_and_the_model_stands_in(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    grid = grid_of(6, energy=-1.0)
+    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=2)
+    with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
+        result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert result.train_metrics_clientapp[1]["lowcarb-measured-nodes"] == 0
+    sources = {c.energy_source for c in strategy.engine.ledger.rounds("default")[0].clients}
+    assert sources == {"model"}
+    assert "reported energy-kwh=-1.0" in caplog.text
+
+
+def test_a_zone_lookup_the_provider_cannot_answer_keeps_the_text() -> None:
+    from lowcarb.adapters.flower import ZoneDirectory
+    from lowcarb.exceptions import ProviderUnavailableError
+
+    def unreachable(text: str) -> str:
+        raise ProviderUnavailableError("zone list unreachable")
+
+    directory = ZoneDirectory(unreachable, zones={1000: "DE"}, query=False, use_location=False)
+    assert directory.lookup(grid_of(1), [1000]) == {1000: "DE"}
+
+
+def test_a_planned_wait_decides_again_among_the_nodes_still_there() -> None:
+    clock = SleepingClock(START)
+    eng = SelectionEngine(
+        DefaultProvider(clock=clock),
+        ledger=Ledger(),
+        rounds=3,
+        clock=clock,
+        round_interval=timedelta(hours=1),
+        deadline=timedelta(hours=36),
+    )
+    grid = grid_of(6)
+    everyone = list(grid.contexts)
+    # Two nodes disconnect while the strategy waits (time moves only by its sleeps).
+    grid.get_node_ids = lambda: everyone[:4] if clock.sleeps else everyone  # type: ignore[method-assign]
+    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
+    assert clock.sleeps, "the plan paused at least once"
+    after = [d for d in strategy.decisions if d.decided_at > START]
+    assert after
+    assert all(len(d.clients) == 4 for d in after)
+    assert not {1004, 1005} & set(trained(grid)[-2 * len(after) :])
+
+
+def test_simulated_time_needs_a_manual_clock() -> None:
+    clock = SleepingClock(START)
+    eng = SelectionEngine(DefaultProvider(clock=clock), ledger=Ledger(), rounds=1, clock=clock)
+    with pytest.raises(InvalidInputError, match="ManualClock"):
+        CarbonAwareStrategy(FedAvg(), eng, simulated_time=True)
+    with pytest.raises(InvalidInputError, match="poll_interval"):
+        CarbonAwareStrategy(FedAvg(), eng, poll_interval=float("nan"))
+
+
+def test_nodes_without_any_zone_train_without_lowcarb(caplog: pytest.LogCaptureFixture) -> None:
+    # The five-line diff in a simulation: node_config has no "zone", so no node can be
+    # costed; the run goes on with the inner strategy's own sampling and says how to fix it.
+    grid = LocalGrid(make_client_app(), [{"partition-id": i} for i in range(6)])
+    strategy = CarbonAwareStrategy(FedAvg(fraction_train=0.5), engine(2), evaluation="carbon")
+    with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
+        strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    assert len(trained(grid)) == 2 * 3
+    assert len(trained(grid, "evaluate")) == 2 * 6
+    assert strategy.decisions == []
+    assert strategy.engine.rounds_done == 0
+    assert "--node-config 'zone=\"DE\"'" in caplog.text
+
+
+def test_continuing_a_ledger_run_is_announced(caplog: pytest.LogCaptureFixture) -> None:
+    ledger, clock = Ledger(), ManualClock(START)
+
+    def fresh() -> SelectionEngine:
+        return SelectionEngine(DefaultProvider(clock=clock), ledger=ledger, rounds=2, clock=clock)
+
+    CarbonAwareStrategy(FedAvg(), fresh(), per_round=2).start(
+        grid=grid_of(4), initial_arrays=initial_arrays(), num_rounds=2
+    )
+    assert "already holds" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
+        CarbonAwareStrategy(FedAvg(), fresh(), per_round=2).start(
+            grid=grid_of(4), initial_arrays=initial_arrays(), num_rounds=1
+        )
+    assert "ledger run 'default' already holds 2 rounds" in caplog.text
