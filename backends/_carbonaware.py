@@ -518,12 +518,17 @@ class CarbonAwareSDKProvider(HttpProvider):
             answers = yield from self._read_forecasts(zones, response)
         else:
             # The whole current forecast, unbounded, so that every start and horizon in the
-            # cache's lifetime share one answer; it is cut to [start, stop) below.
+            # cache's lifetime share one answer; it is cut to [start, stop) below. It reaches
+            # a fixed span past the SDK's "now": reused in a later interval it would end
+            # short of that interval's request, so it is kept for this interval only.
+            ttl = self._ttl()
+            if ttl is not None:
+                ttl = min(ttl, floor_time(issued, self.resolution) + self.resolution - issued)
             calls = [
                 Call(
                     f"{self.route_prefix}/emissions/forecasts/current",
                     params={"location": self.locations[z]},
-                    cache_ttl=self._ttl(),
+                    cache_ttl=ttl,
                     label=f"forecast {z}",
                     accept=frozenset({400, 404}),
                 )

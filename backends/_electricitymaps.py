@@ -29,7 +29,8 @@ What each call returns:
   longer ones read ``/past-range`` (paid plans), split into 10-day requests. Up to the
   current hour; later ones raise ``NoDataError`` (ask ``forecast``).
 * ``forecast``: asked for 24, 48 or 72 hours (the smallest that covers the request), so
-  forecasts made within the cache TTL share one answer.
+  forecasts made within the cache TTL and the same hour share one answer (``/forecast``
+  and ``/history`` reach from the current hour: the next hour asks again).
 * ``resolve("LAT,LON")``: asks the API which zone holds the point (``/latest?lat&lon``).
 
 Values: ``isEstimated`` is kept in the series' estimated mask; ``null`` intensities are
@@ -392,7 +393,7 @@ class ElectricityMapsProvider(HttpProvider):
             Call(
                 "/carbon-intensity/latest",
                 params=self._params(zone),
-                cache_ttl=self._ttl(),
+                cache_ttl=self._this_hour(self.clock.now()),
                 label=f"latest {zone}",
             )
             for zone in zones
@@ -444,7 +445,7 @@ class ElectricityMapsProvider(HttpProvider):
                 call = Call(
                     "/carbon-intensity/history",
                     params=self._params(zone),
-                    cache_ttl=ttl,
+                    cache_ttl=self._this_hour(self.clock.now()),
                     label=f"history {zone}",
                 )
                 asks.append((call, zone, first, stop))
@@ -486,14 +487,14 @@ class ElectricityMapsProvider(HttpProvider):
         issued = self.clock.now()
         stop = start + horizon
         # 24, 48 or 72 hours: the smallest that covers the request, so forecasts asked
-        # within one cache TTL share one answer.
+        # within one cache TTL (and hour, see _this_hour) share one answer.
         needed = (stop - floor_time(issued, HOUR)) / HOUR
         hours = min(72, max(24, 24 * math.ceil(needed / 24)))
         calls = [
             Call(
                 "/carbon-intensity/forecast",
                 params=self._params(zone, horizonHours=str(hours)),
-                cache_ttl=self._ttl(),
+                cache_ttl=self._this_hour(issued),
                 label=f"forecast {zone}",
             )
             for zone in zones
@@ -516,6 +517,18 @@ class ElectricityMapsProvider(HttpProvider):
             max_gap=self.max_gap,
         )
         return self._series(values, flags, notes, is_forecast=True, issued_at=issued)
+
+    def _this_hour(self, now: datetime) -> timedelta | None:
+        """The cache TTL of an answer that ends relative to the current hour.
+
+        ``/latest``, ``/history`` and ``/forecast`` answer from the current hour, whatever was
+        asked: reused in the next hour, an answer would lack that hour's value (the newest,
+        or the farthest forecast).
+        """
+        ttl = self._ttl()
+        if ttl is None:
+            return None
+        return min(ttl, floor_time(now, HOUR) + HOUR - now)
 
     # -- parsing --------------------------------------------------------------------------
 

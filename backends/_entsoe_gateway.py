@@ -231,7 +231,7 @@ class EntsoeGateway:
         status = response.status_code
         row = STATUS_ERRORS.get(status)
         if row is not None and row.retry:
-            detail = _detail(response)
+            detail = _detail(response, self.secrets)
             raise _Transient(
                 row.error,
                 f"{where} -> {status}: ENTSO-E {row.what}" + (f": {detail}" if detail else ""),
@@ -310,7 +310,7 @@ class EntsoeGateway:
             except ET.ParseError as exc:
                 raise ResponseParseError(
                     f"{where} answered with a body that is not well-formed XML ({exc}; "
-                    f"truncated?); it starts with {_excerpt(content)!r}",
+                    f"truncated?); it starts with {_excerpt(content, self.secrets)!r}",
                     provider=self.provider,
                     status_code=status,
                 ) from exc
@@ -319,19 +319,21 @@ class EntsoeGateway:
                 if _NO_DATA in reason:
                     raise NoMatchingDataError(reason)
                 raise ProviderError(
-                    f"{where} answered with an acknowledgement: {reason or 'no reason given'}",
+                    f"{where} answered with an acknowledgement: "
+                    f"{scrub(reason, self.secrets) or 'no reason given'}",
                     provider=self.provider,
                     status_code=status,
                 )
             if not root.tag.endswith("MarketDocument"):
                 raise ResponseParseError(
                     f"{where} answered with a <{root.tag.rsplit('}', 1)[-1]}> document, not an "
-                    f"ENTSO-E market document; it starts with {_excerpt(content)!r}",
+                    f"ENTSO-E market document; it starts with {_excerpt(content, self.secrets)!r}",
                     provider=self.provider,
                     status_code=status,
                 )
             return
-        detail = _detail(response)
+        # Error pages may echo the request, token included: scrub what is quoted of them.
+        detail = _detail(response, self.secrets)
         if _NO_DATA in detail:
             raise NoMatchingDataError(detail)
         if status in (401, 403):
@@ -369,8 +371,9 @@ def _rebuild(status: int, headers: list[tuple[str, str]], content: bytes, url: s
     return response
 
 
-def _excerpt(content: bytes, limit: int = 120) -> str:
-    text = " ".join(content.decode("utf-8", "replace").split())
+def _excerpt(content: bytes, secrets: tuple[str, ...] = (), limit: int = 120) -> str:
+    # Scrubbed before it is cut, so that no token survives in part.
+    text = " ".join(scrub(content.decode("utf-8", "replace"), secrets).split())
     return text if len(text) <= limit else text[:limit] + "..."
 
 
@@ -380,8 +383,12 @@ def _reason(root: ET.Element) -> str:
     return " ".join(t.strip() for t in texts if t.strip())
 
 
-def _detail(response: Any) -> str:
-    """A short human message from an error body: an acknowledgement's reason, or its text."""
+def _detail(response: Any, secrets: tuple[str, ...] = ()) -> str:
+    """A short human message from an error body (an acknowledgement's reason, or its text).
+
+    Error pages may echo the request: tokens (``secrets`` and ``securityToken=``) are
+    scrubbed.
+    """
     content: bytes = response.content or b""
     if not content.strip():
         return ""
@@ -390,7 +397,7 @@ def _detail(response: Any) -> str:
     except ET.ParseError:
         root = None
     if root is not None and root.tag.endswith("Acknowledgement_MarketDocument"):
-        return _excerpt(_reason(root).encode())
+        return _excerpt(_reason(root).encode(), secrets)
     # An HTML page (401 "Unauthorized...", 429 "Requester banned until ..."): its text.
     text = re.sub(rb"<[^>]*>", b" ", content)
-    return _excerpt(text)
+    return _excerpt(text, secrets)

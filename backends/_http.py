@@ -548,14 +548,15 @@ def json_body(
     except (ValueError, UnicodeDecodeError) as exc:
         raise ResponseParseError(
             f"{where}{what} answered with a body that is not valid JSON ({exc}); it starts "
-            f"with {_excerpt(response.content)!r}",
+            f"with {_excerpt(response.content, secrets)!r}",
             provider=provider,
             status_code=response.status_code,
         ) from exc
 
 
-def _excerpt(content: bytes, limit: int = 120) -> str:
-    text = content.decode("utf-8", "replace")
+def _excerpt(content: bytes, secrets: Sequence[str] = (), limit: int = 120) -> str:
+    # Redacted before it is cut, so that no credential survives in part.
+    text = redact(content.decode("utf-8", "replace"), tuple(secrets))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[:limit] + "..."
 

@@ -375,8 +375,8 @@ class WattTimeProvider(HttpProvider):
 
     # -- authentication -------------------------------------------------------------------
 
-    def _login(self) -> Generator[list[Call], Responses, None]:
-        """Log in and keep the token; rejected credentials raise (core, no retries)."""
+    def _login(self) -> Generator[list[Call], Responses, str]:
+        """Log in, keep the token and return it; rejected credentials raise (no retries)."""
         call = Call("/login", headers={"Authorization": self._basic}, label="log in")
         self.logins += 1
         (response,) = yield [call]
@@ -396,19 +396,23 @@ class WattTimeProvider(HttpProvider):
             raise ResponseParseError(
                 f"{where} (log in) answered without a token", provider=self.name
             )
-        self._token = _Token(token.strip(), self.clock.now() + TOKEN_LIFETIME)
-        self._core.secrets = (*self._base_secrets, self._token.value)
+        fresh = _Token(token.strip(), self.clock.now() + TOKEN_LIFETIME)
+        self._token = fresh
+        self._core.secrets = (*self._base_secrets, fresh.value)
+        return fresh.value
 
     def _login_flow(self) -> Flow[None]:
         yield from self._login()
 
-    def _token_fresh(self) -> bool:
+    def _fresh_token(self) -> str | None:
+        # Read once: another thread using this provider may replace or drop it meanwhile.
         token = self._token
-        return token is not None and self.clock.now() < token.expires - TOKEN_MARGIN
+        if token is not None and self.clock.now() < token.expires - TOKEN_MARGIN:
+            return token.value
+        return None
 
-    def _bearer(self, call: Call) -> Call:
-        assert self._token is not None
-        headers = {**call.headers, "Authorization": f"Bearer {self._token.value}"}
+    def _bearer(self, call: Call, token: str) -> Call:
+        headers = {**call.headers, "Authorization": f"Bearer {token}"}
         return Call(
             call.path,
             call.params,
@@ -422,14 +426,17 @@ class WattTimeProvider(HttpProvider):
         """Send ``calls`` with a fresh token: log in first if needed, and once more on 401."""
         if not calls:
             return []
-        if not self._token_fresh():
-            yield from self._login()
-        responses = yield [self._bearer(c) for c in calls]
+        token = self._fresh_token()
+        if token is None:
+            token = yield from self._login()
+        responses = yield [self._bearer(c, token) for c in calls]
         stale = [i for i, r in enumerate(responses) if self._token_refused(r)]
         if stale:
-            self._token = None
-            yield from self._login()
-            again = yield [self._bearer(calls[i]) for i in stale]
+            held = self._token
+            if held is not None and held.value == token:
+                self._token = None  # not one another thread has fetched since
+            token = yield from self._login()
+            again = yield [self._bearer(calls[i], token) for i in stale]
             for i, response in zip(stale, again, strict=True):
                 if self._token_refused(response):
                     raise AuthenticationError(
@@ -650,15 +657,13 @@ class WattTimeProvider(HttpProvider):
                 provider=self.name,
             )
         hours = min(72, max(1, math.ceil((stop - now_slot) / timedelta(hours=1))))
+        # The answer starts at the current interval and reaches `hours` past it; reused in
+        # a later interval it would end short of that request. Keep it this interval only.
+        ttl = self._short_ttl()
         yield from self._regions_flow(zones)
         groups = self._by_region(zones)
         asks = [
-            (
-                r,
-                self._data_call(
-                    "/v3/forecast", r, "forecast", self._ttl(), horizon_hours=str(hours)
-                ),
-            )
+            (r, self._data_call("/v3/forecast", r, "forecast", ttl, horizon_hours=str(hours)))
             for r in groups
         ]
         responses = yield from self._authed([call for _, call in asks])
@@ -715,10 +720,11 @@ class WattTimeProvider(HttpProvider):
     # -- parsing --------------------------------------------------------------------------
 
     def _short_ttl(self) -> timedelta | None:
-        """Values that change every five minutes are cached five minutes at most."""
+        """Answers about the current five minutes are kept until those five minutes end."""
         if self.cache_ttl is None:
             return None
-        return min(self.cache_ttl, FIVE_MINUTES)
+        now = self.clock.now()
+        return min(self.cache_ttl, floor_time(now, FIVE_MINUTES) + FIVE_MINUTES - now)
 
     def _assembled(
         self,

@@ -511,8 +511,10 @@ def reading(report: dict[str, Any]) -> list[str]:
         "saves what is asked twice *within* a round: the `/history` answer that serves "
         "both the actual intensity of the round just ended and the forecaster's newest "
         "hour (the forecaster reads history while the training's remaining rounds reach "
-        "past the 72 h forecast). A TTL longer than the round interval saves across rounds, "
-        "at the price of answers up to that old. The engine uses the sync face, whose thread "
+        "past the 72 h forecast). A longer TTL saves nothing more here: `/forecast` and "
+        "`/history` reach from the API's current hour, so their answers are kept until the "
+        "end of that hour at most (reused later, they would lack the newest hour); rounds "
+        "shorter than an hour share them. The engine uses the sync face, whose thread "
         "pool sends each batch (one request per zone) at most 8 at a time.",
     ]
 

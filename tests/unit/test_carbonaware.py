@@ -290,6 +290,18 @@ def test_current_forecast_one_request_per_location_shared_by_any_window(api, clo
     assert len(api.requests) == 2  # the cached answer covers it
 
 
+def test_current_forecast_is_not_reused_in_a_later_interval(api, clock):
+    # The SDK's forecast reaches a fixed span past its "now": an answer of 12:50 ends an
+    # hour short of a 24-hour forecast asked at 13:10.
+    clock.set(SLOT + timedelta(minutes=50))
+    p = make(api, clock)
+    p.forecast(["DE"])
+    clock.advance(timedelta(minutes=20))
+    later = p.forecast(["DE"])
+    assert later.values["DE"].notna().all() and len(later) == 24
+    assert api.paths == ["/emissions/forecasts/current"] * 2
+
+
 def test_forecast_beyond_the_reach_is_refused_before_any_request(api, clock):
     with pytest.raises(InvalidInputError, match="beyond what 'carbon-aware-sdk' forecasts"):
         make(api, clock).forecast(["DE"], horizon=timedelta(hours=25))

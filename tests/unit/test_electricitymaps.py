@@ -292,6 +292,24 @@ def test_forecast_values_horizon_and_shared_cache(api, clock):
     assert api.requests[-1].url.params["horizonHours"] == "72"
 
 
+def test_latest_forecast_and_history_answers_are_not_reused_in_the_next_hour(api, clock):
+    # They answer from the API's current hour: one of 12:50 lacks what 13:10 asks for.
+    clock.set(SLOT + timedelta(minutes=50))
+    p = make(api, clock)
+    p.latest(["DE"])
+    p.forecast(["DE"])
+    p.history(["DE"], SLOT - 3 * HOUR, SLOT + HOUR)
+    clock.advance(timedelta(minutes=20))
+    latest = p.latest(["DE"])
+    forecast = p.forecast(["DE"])
+    history = p.history(["DE"], SLOT - 2 * HOUR, SLOT + 2 * HOUR)
+    assert latest.start == SLOT + HOUR
+    assert forecast.values["DE"].notna().all() and len(forecast) == 24
+    assert history.values["DE"].notna().all() and history.end == SLOT + 2 * HOUR
+    for route in ("/latest", "/forecast", "/history"):
+        assert sum(r.url.path.endswith(route) for r in api.requests) == 2
+
+
 def test_forecast_beyond_72_hours_is_refused_before_any_request(api, clock):
     with pytest.raises(InvalidInputError, match="beyond what 'electricitymaps' forecasts"):
         make(api, clock).forecast(["DE"], horizon=timedelta(hours=80))

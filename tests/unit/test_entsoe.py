@@ -420,6 +420,19 @@ def test_a_connection_error_is_redacted(api, clock):
     assert TOKEN not in str(info.value) and info.value.__cause__ is None
 
 
+@pytest.mark.parametrize("status", [400, 503, 200])
+def test_a_body_that_echoes_the_token_is_scrubbed(api, clock, caplog, status):
+    # A proxy's error page (or a broken answer) quoting the token bare, not as a parameter.
+    page = f"<html><body>Request for {TOKEN} failed, try again later.</body></html>"
+    api.script = [(status, page, {"content-type": "text/html"})] * 4
+    caplog.set_level(logging.WARNING)
+    with pytest.raises(ProviderError) as info:
+        make(api, clock).latest(["DE"])
+    assert "Request for REDACTED failed" in str(info.value)
+    assert TOKEN not in str(info.value) and TOKEN not in caplog.text
+    assert status != 503 or "REDACTED failed" in caplog.text  # the retry warning
+
+
 @pytest.mark.parametrize("status", [200, 400])
 def test_the_no_data_acknowledgement_is_no_data(api, clock, status):
     body = acknowledgement("No matching data found for Data item ... and interval ...")

@@ -520,3 +520,14 @@ def test_retry_policy_validates_and_jitters_within_bounds():
     waits = [policy.backoff(n, rng) for n in range(1, 8)]
     assert 0.5 <= waits[0] <= 1 and 1 <= waits[1] <= 2 and all(w <= 5 for w in waits)
     assert all(2.5 <= w <= 5 for w in waits[3:])
+
+
+@pytest.mark.parametrize("pad", [0, 100])
+def test_a_malformed_body_is_quoted_without_the_secret(pad):
+    # A truncated answer that echoes the key, also where the quote is cut (pad 100).
+    body = ("x" * pad + f'{{"echo": "{SECRET}", "data": [1, 2').encode()
+    request = httpx.Request("GET", "https://api.test/v1/data")
+    response = httpx.Response(200, content=body, request=request)
+    with pytest.raises(ResponseParseError, match="not valid JSON") as info:
+        json_body(response, provider="test", secrets=[SECRET])
+    assert SECRET[:8] not in str(info.value)

@@ -131,6 +131,24 @@ def test_one_login_then_bearer_on_every_call(api, clock):
     assert p.logins == 1
 
 
+def test_a_token_dropped_by_another_thread_mid_call_is_no_crash(api, clock):
+    # Threads may share a provider (the service adapter): one drops a refused token just
+    # after another found it fresh. The clock's read is the moment in between.
+    class Meddling(ManualClock):
+        provider: WattTimeProvider | None = None
+
+        def now(self) -> datetime:
+            if self.provider is not None and self.provider._token is not None:
+                self.provider._token = None
+            return super().now()
+
+    meddling = Meddling(NOW)
+    p = make(FakeWattTimeAPI(meddling), meddling, regions=["US-CAL-CISO=CAISO_NORTH"])
+    p.verify_credentials()
+    meddling.provider = p
+    assert len(p.latest(["US-CAL-CISO"])) == 1
+
+
 def test_token_is_renewed_shortly_before_it_expires(api, clock):
     p = make(api, clock, cache_ttl_s=0)
     p.latest(["US-CAL-CISO"])
@@ -310,6 +328,21 @@ def test_forecast_asks_whole_hours_and_is_cached(api, clock):
     assert len(series) == 26 and series.is_forecast and series.issued_at == NOW
     p.forecast(["US-CAL-CISO"], horizon=timedelta(hours=2, minutes=10))
     assert api.count("/v3/forecast") == 1
+
+
+def test_a_cached_forecast_is_not_reused_in_a_later_interval(api, clock):
+    # The answer reaches `horizon_hours` past the interval it was asked in: reused five
+    # minutes later, the request's last interval would be missing.
+    p = make(api, clock)
+    p.forecast(["US-CAL-CISO"])
+    p.latest(["US-CAL-CISO"])
+    clock.advance(timedelta(minutes=2))  # still 12:10-12:15: both answers are reused
+    p.latest(["US-CAL-CISO"])
+    clock.advance(timedelta(minutes=18))
+    later = p.forecast(["US-CAL-CISO"])
+    assert later.values["US-CAL-CISO"].notna().all() and len(later) == 288
+    assert p.latest(["US-CAL-CISO"]).start == NOW + timedelta(minutes=20)
+    assert api.count("/v3/forecast") == 4  # a forecast and a latest in each interval
 
 
 def test_forecast_from_the_past_leaves_a_leading_gap(api, clock):
