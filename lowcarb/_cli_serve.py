@@ -6,7 +6,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +14,9 @@ from lowcarb._cli import OptionOpt, ProviderOpt, _err, _settings, _state, app
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
 
 __all__ = ["is_loopback", "read_token"]
+
+#: The levels uvicorn's ``--log-level`` knows.
+_LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
 
 
 def is_loopback(host: str) -> bool:
@@ -131,6 +134,8 @@ def serve_command(
         )
     if unknown_zone not in ("mean", "error"):
         raise InvalidInputError(f"--unknown-zone {unknown_zone!r}: use 'mean' or 'error'")
+    if log_level.lower() not in _LOG_LEVELS:
+        raise InvalidInputError(f"--log-level {log_level!r}: use {', '.join(_LOG_LEVELS)}")
     try:
         import uvicorn
 
@@ -139,22 +144,25 @@ def serve_command(
         raise ConfigurationError(
             f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
         ) from None
+    from lowcarb._engine import SelectionEngine
+    from lowcarb._ledger import Ledger
     from lowcarb._tasks import TaskEngines
 
     token = read_token(token_env) if token_env else None
     settings = _settings(provider, option)
     clock = _state.clock()
-    engines = TaskEngines(
-        state_dir,
-        provider=settings.open_provider(clock=clock),
-        clock=clock,
-        settings=settings,
-        policy=policy,
-        rounds=rounds,
-        fairness=fairness,
-        round_interval=timedelta(minutes=round_minutes),
-        unknown_zone=unknown_zone,
-    )
+    options: dict[str, Any] = {
+        "policy": policy,
+        "rounds": rounds,
+        "fairness": fairness,
+        "round_interval": timedelta(minutes=round_minutes),
+        "unknown_zone": unknown_zone,
+    }
+    carbon = settings.open_provider(clock=clock)
+    # Task engines open on a task's first request: build one now, so that a bad policy or
+    # fairness stops the command here instead of failing every request later.
+    SelectionEngine(carbon, ledger=Ledger(None), clock=clock, **options).ledger.close()
+    engines = TaskEngines(state_dir, provider=carbon, clock=clock, settings=settings, **options)
     config = ServiceConfig(
         token=token, max_body_bytes=max_body_bytes, max_candidates=max_candidates
     )

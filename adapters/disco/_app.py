@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -124,6 +125,9 @@ def create_app(
         for tid, task in tasks.items()
     }
     open_connections = 0
+    # Task id -> (round, body, media type): every client fetches the model when it starts,
+    # and encoding a large one takes seconds (v2 writes each byte as a JSON number).
+    model_bodies: dict[str, tuple[int, bytes, str]] = {}
 
     async def banner(request: Request) -> Response:
         return PlainTextResponse(f"lowcarb DISCO bridge (protocol {protocol})\n")
@@ -143,8 +147,13 @@ def create_app(
             return JSONResponse({"error": "unknown task"}, status_code=404)
         if request.path_params["file"] not in ("model.json", "weights.bin"):
             return JSONResponse({"error": "only model.json is served"}, status_code=404)
-        body, media = generation.model_body(room.artifacts())
-        return Response(body, media_type=media)
+        task_id, round_ = room.task.id, room.round
+        cached = model_bodies.get(task_id)
+        if cached is None or cached[0] != round_:
+            # Encoded off the event loop, so that no client's 10 s reply deadline waits on it.
+            body, media = await anyio.to_thread.run_sync(generation.model_body, room.artifacts())
+            cached = model_bodies[task_id] = (round_, body, media)
+        return Response(cached[1], media_type=cached[2])
 
     async def status(request: Request) -> Response:
         return JSONResponse(

@@ -139,7 +139,7 @@ class Develop(Generation):
         client_id = new_id()
         member = Member(
             id=identity.name or client_id,
-            zone=room.zone_for(identity, client_id),
+            zone=await room.locate(identity, client_id),
             peer=_Pushing(self, link, room),
             can_pause=True,
         )

@@ -84,7 +84,8 @@ class Aggregate:
         engine_round: The engine's (ledger's) round number.
         selected: Clients the engine selected.
         contributors: Clients whose update is in the aggregate.
-        excluded: Clients whose updates were left out (not selected), with counts.
+        excluded: Clients not selected whose updates were left out (late ones too), with
+            counts.
         missing: Selected clients that sent nothing (left, or timed out).
         stale: Updates for older rounds, answered with the current model.
         closed_by: ``complete``, ``timeout`` or ``departures``.
@@ -148,6 +149,8 @@ class TaskRoom:
         self.task = task
         self.zone_map = dict(zone_map or {})
         self.engines = engines
+        # Held here: reaching it through the engine would wait for a decision in progress.
+        self._provider = engines.get(task.id).provider
         self.round_timeout = round_timeout
         self.shapes = task.artifacts.shapes
         self.weights: list[np.ndarray] = task.artifacts.weights()
@@ -162,8 +165,36 @@ class TaskRoom:
         self._model = None if log_dir is None else log_dir / f"{task.id}.model.npz"
         self._restore()
 
+    def _read_log(self) -> list[dict[str, Any]]:
+        """The logged aggregates; drops half a line left by a crash mid-append."""
+        if self._log is None or not self._log.is_file():
+            return []
+        raw = self._log.read_bytes()
+        lines = raw.split(b"\n")
+        entries = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                entries.append(json.loads(line))
+            except ValueError:
+                if number == len(lines):  # no newline after it: the append was cut short
+                    log.warning("%s: dropping an unfinished last line", self._log)
+                    with self._log.open("r+b") as handle:
+                        handle.truncate(len(raw) - len(line))
+                    break
+                raise DataValidationError(
+                    f"line {number} is not a logged aggregate", str(self._log)
+                ) from None
+        else:
+            if lines[-1].strip():  # a whole record whose newline was not written
+                with self._log.open("ab") as handle:
+                    handle.write(b"\n")
+        return entries
+
     def _restore(self) -> None:
         """Continue from the saved global model and the aggregates that led to it."""
+        logged = self._read_log()
         if self._model is None or not self._model.is_file():
             return
         try:
@@ -180,13 +211,11 @@ class TaskRoom:
                 str(self._model),
             )
         self.round, self.weights = round_, weights
-        if self._log is not None and self._log.is_file():
-            for line in self._log.read_text(encoding="utf-8").splitlines():
-                entry = json.loads(line)
-                if entry["contributors"] and entry["round"] <= round_:
-                    for key in ("selected", "contributors", "missing"):
-                        entry[key] = tuple(entry[key])
-                    self.history.append(Aggregate(**entry))
+        for entry in logged:
+            if entry["contributors"] and entry["round"] <= round_:
+                for key in ("selected", "contributors", "missing"):
+                    entry[key] = tuple(entry[key])
+                self.history.append(Aggregate(**entry))
         log.info("task %s: resumed at round %d", self.task.id, self.round)
 
     def _save(self) -> None:
@@ -261,10 +290,17 @@ class TaskRoom:
         ):
             if candidate:
                 try:  # "de", "52.52,13.40" or "aws:eu-central-1" -> the provider's zone id
-                    return self.engines.get(self.task.id).provider.resolve(candidate).zone
+                    return self._provider.resolve(candidate).zone
                 except UnknownZoneError:
                     return candidate
         return "unknown"
+
+    async def locate(self, identity: Identity, protocol_id: str) -> str:
+        """The client's zone (see :meth:`zone_for`), found off the event loop.
+
+        A provider may look a location up over HTTP, which would stall every connection.
+        """
+        return await anyio.to_thread.run_sync(self.zone_for, identity, protocol_id)
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -331,6 +367,10 @@ class TaskRoom:
             if round < self.round:
                 if self._open is not None:
                     self._open.stale += 1
+                    if member_id not in self._open.selected:
+                        # Trained while left out (a v2 client cannot be held): its energy
+                        # was spent outside the selection, like any excluded update.
+                        self._open.excluded[member_id] += 1
                 return Outcome.STALE
             if self._open is None:
                 self._pending[member_id] = weights

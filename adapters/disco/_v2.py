@@ -175,7 +175,7 @@ class V2(Generation):
             raise ProtocolViolation("the first message must be clientConnected (0)")
         member = Member(
             id=identity.name or path_id,
-            zone=room.zone_for(identity, path_id),
+            zone=await room.locate(identity, path_id),
             peer=_Silent(),
             can_pause=False,
         )

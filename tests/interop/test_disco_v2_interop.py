@@ -99,10 +99,13 @@ def test_three_disco_clients_train_with_carbon_aware_rounds(
         excluded_total += sum(a["excluded"].values())
     # With K=2 of 3, v2 clients outside the selection keep training: some updates were left out.
     assert excluded_total > 0
-    # Each client took part in some round, and none in all of them (the engine rotates).
+    # Each client took part in some round, and the selection changed (the engine rotates).
+    # Not "nobody in every aggregate": which rounds aggregate at all depends on the clients'
+    # timing (a round whose selected clients have left is abandoned), and a loaded run
+    # once had one client in all 10 aggregates.
     for name, _ in CLIENTS:
-        taken = sum(name in a["contributors"] for a in aggregates)
-        assert 0 < taken < len(aggregates)
+        assert any(name in a["contributors"] for a in aggregates), name
+    assert len({tuple(a["selected"]) for a in aggregates}) > 1
 
     # Each client's last statistics are exactly the server's at that round.
     for name, result in results.items():

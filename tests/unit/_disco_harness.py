@@ -66,12 +66,16 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_bridge(
-    tmp: Path, protocol: str, limits: BridgeLimits | None = None, **settings: Any
+    tmp: Path,
+    protocol: str,
+    limits: BridgeLimits | None = None,
+    provider: DefaultProvider | None = None,
+    **settings: Any,
 ) -> AsyncIterator[Running]:
     """Serve a task on 127.0.0.1 (free port) until the block ends."""
     tasks = load_tasks(make_tasks(tmp, protocol, **settings), protocol)
     clock = ManualClock(datetime(2024, 3, 1, 12, tzinfo=UTC))
-    provider = DefaultProvider(clock=clock)
+    provider = provider or DefaultProvider(clock=clock)
     state = tmp / "state"
     engines = open_engines(tasks, provider, protocol=protocol, state_dir=state, clock=clock)
     limits = limits or BridgeLimits(hello_timeout=5.0, round_timeout=60.0)
@@ -97,6 +101,14 @@ async def running_bridge(
         server.should_exit = True
         await serving
         engines.close()
+
+
+async def decided(room: TaskRoom) -> frozenset[str]:
+    """The selection of the round in progress, once the engine has decided it."""
+    async with asyncio.timeout(WAIT_S):
+        while not room.selected:
+            await asyncio.sleep(0.01)
+    return room.selected
 
 
 @dataclass

@@ -14,7 +14,15 @@ import msgpack
 import numpy as np
 import pytest
 import websockets
-from _disco_harness import TASK, Running, V2Client, closed_by_server, running_bridge, weights_of
+from _disco_harness import (
+    TASK,
+    Running,
+    V2Client,
+    closed_by_server,
+    decided,
+    running_bridge,
+    weights_of,
+)
 
 from lowcarb import Ledger
 from lowcarb.adapters.disco import BridgeLimits
@@ -257,6 +265,7 @@ def test_a_restarted_bridge_resumes_the_model_the_round_and_the_ledger(tmp_path:
             await g1.post(weights_of(1.0))
             await g2.post(weights_of(2.0))
             assert (await g2.pull())[0] == 1
+            await decided(bridge.room)  # round 2 is decided (it is opened in the background)
             await g1.ws.close()
             await g2.ws.close()
 
@@ -273,6 +282,7 @@ def test_a_restarted_bridge_resumes_the_model_the_round_and_the_ledger(tmp_path:
             await g1.post(weights_of(3.0))
             await g2.post(weights_of(3.0), round=1)
             assert (await g2.pull())[0] == 2
+            await decided(bridge.room)
             records = await _ledger_ok(bridge)
             # The engine continued its run: round 2 was opened before the shutdown and
             # abandoned without updates; round 3 is this aggregate; 4 is open now.
@@ -286,3 +296,97 @@ def test_a_restarted_bridge_resumes_the_model_the_round_and_the_ledger(tmp_path:
 
     asyncio.run(first())
     asyncio.run(second())
+
+
+def test_a_round_log_torn_by_a_crash_does_not_stop_the_restart(tmp_path: Path) -> None:
+    log = tmp_path / "state" / f"{TASK}.rounds.jsonl"
+
+    async def round_of(value: float, expected_round: int) -> None:
+        async with running_bridge(
+            tmp_path, "v2", LIMITS, clients_per_round=2, min_clients=2
+        ) as bridge:
+            g1 = await V2Client.connect(bridge, "g1")
+            g2 = await V2Client.connect(bridge, "g2")
+            await g1.pull()
+            await g2.pull()
+            await g1.post(weights_of(value))
+            await g2.post(weights_of(value))
+            assert (await g2.pull())[0] == expected_round
+            await g1.ws.close()
+            await g2.ws.close()
+
+    asyncio.run(round_of(1.0, 1))
+    # The bridge died while appending a line: the file ends in half a record.
+    with log.open("a", encoding="utf-8") as handle:
+        handle.write('{"closed_by": "complete", "contribu')
+    asyncio.run(round_of(2.0, 2))
+    lines = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert [entry["round"] for entry in lines if entry["contributors"]] == [1, 2]
+
+
+def test_late_updates_of_clients_left_out_count_in_the_footprint(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with running_bridge(
+            tmp_path, "v2", LIMITS, clients_per_round=1, min_clients=2
+        ) as bridge:
+            clients = {n: await V2Client.connect(bridge, n) for n in ("g1", "g2")}
+            (first,) = bridge.room.selected
+            await clients[first].post(weights_of(1.0))
+            await clients[first].statistics()  # replies come in order: the post is judged
+            assert bridge.room.round == 1
+            (chosen,) = await decided(bridge.room)
+            (other,) = set(clients) - {chosen}
+            # A v2 client outside the selection trained on the old model and posts late:
+            # its update is stale and left out, and its energy was spent all the same.
+            await clients[other].post(weights_of(5.0), round=0)
+            await clients[other].statistics()  # the post has been judged
+            await clients[chosen].post(weights_of(2.0), round=1)
+            await clients[chosen].statistics()
+            aggregate = bridge.room.history[-1]
+            assert aggregate.contributors == (chosen,)
+            assert aggregate.excluded == {other: 1} and aggregate.stale == 1
+            record = (await _ledger_ok(bridge))[aggregate.engine_round - 1]
+            assert record.metrics["excluded_updates"] == 1
+            assert record.metrics["excluded_energy_kwh"] > 0
+            for client in clients.values():
+                await client.ws.close()
+
+    asyncio.run(scenario())
+
+
+def test_the_served_model_is_encoded_once_per_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoded: list[int] = []
+    encode = V2.model_body
+
+    def counting(self: V2, artifacts: Any) -> tuple[bytes, str]:
+        encoded.append(1)
+        return encode(self, artifacts)
+
+    monkeypatch.setattr(V2, "model_body", counting)
+
+    async def fetch(http: httpx.AsyncClient) -> np.ndarray:
+        body = (await http.get(f"tasks/{TASK}/model.json")).json()
+        data = msgpack.unpackb(bytes(body), raw=False)["weightData"].data
+        return np.frombuffer(data, dtype="<f4")
+
+    async def scenario() -> None:
+        async with (
+            running_bridge(tmp_path, "v2", LIMITS, clients_per_round=2, min_clients=2) as bridge,
+            httpx.AsyncClient(base_url=bridge.url) as http,
+        ):
+            first = [await fetch(http) for _ in range(3)]
+            assert len(encoded) == 1 and all((f == first[0]).all() for f in first)
+            g1 = await V2Client.connect(bridge, "g1")
+            g2 = await V2Client.connect(bridge, "g2")
+            await g1.post(weights_of(1.0))
+            await g2.post(weights_of(3.0))
+            await g2.pull()
+            assert (await fetch(http) == np.float32(2.0)).all()  # a new round, a new model
+            assert (await fetch(http) == np.float32(2.0)).all()
+            assert len(encoded) == 2
+            await g1.ws.close()
+            await g2.ws.close()
+
+    asyncio.run(scenario())

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from pathlib import Path
 
+import httpx
 import msgpack
 import websockets
 from _disco_harness import TASK, closed_by_server, running_bridge
+
+from lowcarb._zones import ZoneResolution
+from lowcarb.backends import DefaultProvider
 
 
 def test_zone_sources_in_order(tmp_path: Path) -> None:
@@ -50,3 +55,46 @@ def test_zone_sources_in_order(tmp_path: Path) -> None:
                 await ws.close()
 
     asyncio.run(scenario())
+
+
+class _SlowLookup(DefaultProvider):
+    """Resolves zones like a provider that asks its API (blocks until released)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.timed_out = False
+
+    def resolve(self, location: str) -> ZoneResolution:
+        if location == "slow-lookup":
+            self.entered.set()
+            # Bounded, so that a bridge blocking its event loop fails instead of hanging.
+            self.timed_out = not self.release.wait(10.0)
+            location = "DE"
+        return super().resolve(location)
+
+
+def test_a_slow_zone_lookup_does_not_stall_the_other_clients(tmp_path: Path) -> None:
+    provider = _SlowLookup()
+
+    async def scenario() -> None:
+        async with running_bridge(
+            tmp_path, "v2", provider=provider, clients_per_round=1, min_clients=1
+        ) as bridge:
+            slow = await websockets.connect(
+                bridge.ws(f"feai/{TASK}/{uuid.uuid4()}?client=slow&zone=slow-lookup")
+            )
+            await slow.send(msgpack.packb({"type": 0}))
+            while not provider.entered.is_set():
+                await asyncio.sleep(0.01)
+            # While the lookup runs, the bridge still answers everyone else.
+            async with httpx.AsyncClient() as http:
+                status = (await http.get(bridge.url + "lowcarb/status")).json()
+            provider.release.set()
+            assert status["tasks"][TASK]["connected"] == 0
+            assert msgpack.unpackb(await slow.recv()) == {"type": 0}
+            assert {m.id: m.zone for m in bridge.room.members.values()} == {"slow": "DE"}
+            await slow.close()
+
+    asyncio.run(scenario())
+    assert not provider.timed_out

@@ -640,6 +640,31 @@ def test_serve_refuses_other_addresses_unless_allowed(capsys: pytest.CaptureFixt
     assert "--allow-remote" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--log-level", "bogus"], "--log-level 'bogus'"),
+        (["--policy", "bogus"], "unknown policy 'bogus'"),
+        (["--fairness", "-1"], "fairness must be between 0 and 1"),
+    ],
+)
+def test_serve_refuses_bad_engine_options_before_listening(
+    args: list[str],
+    message: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import uvicorn
+
+    def listen(*a: object, **kw: object) -> None:
+        raise AssertionError("lowcarb serve started listening with bad options")
+
+    monkeypatch.setattr(uvicorn, "run", listen)
+    assert main(["serve", "--port", "0", *args]) != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
 def test_the_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     assert read_token("SVC_TOKEN", {"SVC_TOKEN": " abc \n"}) == "abc"
     secret = tmp_path / "token"
