@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _docs import DOC, write_section
 
 from lowcarb import Scenario, simulate
 
@@ -40,7 +41,6 @@ DATA = (
     / "electricitymaps-16zones-2021-2023"
     / "carbon_intensity_lca_2021_2023_hourly.csv"
 )
-DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN carbon.py -->", "<!-- END carbon.py -->"
 # The data start 2021-01-01; forecasters need 14 days of history before a window.
 FIRST = datetime(2021, 1, 18, tzinfo=UTC)
@@ -309,14 +309,7 @@ def main() -> int:
             )
         )
     if args.write_docs:
-        current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-        if BEGIN in current and END in current:
-            before, rest = current.split(BEGIN, 1)
-            after = rest.split(END, 1)[1]
-            current = before + text + after
-        else:
-            current = current.rstrip() + "\n\n" + text + "\n"
-        DOC.write_text(current)
+        write_section(text, BEGIN, END, doc=DOC)
     return 0
 
 

@@ -44,6 +44,7 @@ import httpx
 import msgpack
 import numpy as np
 import websockets
+from _docs import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "disco"
@@ -311,15 +312,8 @@ def main() -> None:
             f"configuration stopped after {args.rounds} rounds or {args.seconds:g} s. "
             "Weights 41 = the example task's model.\n\n"
         )
-        docs = REPO / "docs" / "benchmarks.md"
-        current = docs.read_text()
         block = f"{BEGIN}\n{note}{text}{END}"
-        if BEGIN in current and END in current:
-            before, rest = current.split(BEGIN, 1)
-            current = before + block + rest.split(END, 1)[1]
-        else:
-            current = current.rstrip() + "\n\n## DISCO bridge under load\n\n" + block + "\n"
-        docs.write_text(current)
+        write_section(block, BEGIN, END, heading="DISCO bridge under load")
 
 
 if __name__ == "__main__":

@@ -36,9 +36,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _docs import DOC, write_section
+
 REPO = Path(__file__).resolve().parents[1]
 APP_DIR = REPO / "examples" / "flower-quickstart"
-DOC = REPO / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN flower.py -->", "<!-- END flower.py -->"
 WORKER_TIMEOUT_S = 900
 
@@ -292,13 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({"overhead": over, "carbon": carbon}, indent=2))
     if args.write_docs:
-        current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-        if BEGIN in current and END in current:
-            before, rest = current.split(BEGIN, 1)
-            current = before + text + rest.split(END, 1)[1]
-        else:
-            current = current.rstrip() + "\n\n" + text + "\n"
-        DOC.write_text(current)
+        write_section(text, BEGIN, END, doc=DOC)
     return 0
 
 

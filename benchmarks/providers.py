@@ -58,6 +58,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from _docs import DOC, write_section
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -66,7 +67,6 @@ from starlette.routing import Route
 from lowcarb import Client, Ledger, ManualClock, SelectionEngine
 from lowcarb.backends._electricitymaps import ElectricityMapsProvider
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- BEGIN providers.py -->", "<!-- END providers.py -->"
 TOKEN = "benchmark-token-not-a-secret"
 T0 = datetime(2024, 6, 3, tzinfo=UTC)  # a Monday, 00:00 UTC
@@ -520,13 +520,7 @@ def reading(report: dict[str, Any]) -> list[str]:
 
 
 def write_docs(text: str) -> None:
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    if BEGIN in current and END in current:
-        before, rest = current.split(BEGIN, 1)
-        current = before + text + rest.split(END, 1)[1]
-    else:
-        current = current.rstrip() + "\n\n" + text + "\n"
-    DOC.write_text(current)
+    write_section(text, BEGIN, END, doc=DOC)  # DOC read at call time (tests replace it)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

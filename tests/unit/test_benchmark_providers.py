@@ -19,6 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "providers.py"
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
+    sys.path.insert(0, str(SCRIPT.parent))  # as when run as a script: its sibling _docs
     spec = importlib.util.spec_from_file_location("benchmark_providers", SCRIPT)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -28,6 +29,7 @@ def bench() -> ModuleType:
         yield module
     finally:
         sys.modules.pop(spec.name, None)
+        sys.path.remove(str(SCRIPT.parent))
 
 
 TINY = [
