@@ -144,6 +144,33 @@ class RoundRecord:
         return sum(c.emissions_g for c in self.clients)
 
 
+def _insert_client_rounds(
+    db: sqlite3.Connection,
+    verb: str,
+    table: str,
+    run_id: str,
+    round_number: int,
+    rows: Sequence[ClientRound],
+) -> None:
+    """Write client-rounds into ``client_rounds`` or ``excluded_rounds`` (same columns)."""
+    db.executemany(
+        f"{verb} INTO {table} VALUES (?,?,?,?,?,?,?,?)",
+        [
+            (
+                run_id,
+                round_number,
+                c.client_id,
+                c.zone,
+                c.energy_kwh,
+                c.energy_source,
+                c.intensity_used,
+                c.intensity_actual,
+            )
+            for c in rows
+        ],
+    )
+
+
 def _iso(when: datetime) -> str:
     return ensure_utc(when).isoformat()
 
@@ -311,21 +338,8 @@ class Ledger:
                 raise InvalidInputError(
                     f"round {record.round} of run {run_id!r} is already recorded"
                 ) from exc
-            db.executemany(
-                "INSERT INTO client_rounds VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        run_id,
-                        record.round,
-                        c.client_id,
-                        c.zone,
-                        c.energy_kwh,
-                        c.energy_source,
-                        c.intensity_used,
-                        c.intensity_actual,
-                    )
-                    for c in record.clients
-                ],
+            _insert_client_rounds(
+                db, "INSERT", "client_rounds", run_id, record.round, record.clients
             )
             db.executemany(
                 "INSERT INTO participation VALUES (?, ?, ?, 1, ?) "
@@ -380,21 +394,8 @@ class Ledger:
                     round_number,
                 ),
             )
-            db.executemany(
-                "INSERT OR REPLACE INTO excluded_rounds VALUES (?,?,?,?,?,?,?,?)",
-                [
-                    (
-                        run_id,
-                        round_number,
-                        c.client_id,
-                        c.zone,
-                        c.energy_kwh,
-                        c.energy_source,
-                        c.intensity_used,
-                        c.intensity_actual,
-                    )
-                    for c in excluded
-                ],
+            _insert_client_rounds(
+                db, "INSERT OR REPLACE", "excluded_rounds", run_id, round_number, excluded
             )
             for zone, value in (actual or {}).items():
                 for table in ("client_rounds", "excluded_rounds"):
