@@ -29,6 +29,7 @@ from lowcarb.adapters.disco._protocol import (
     ProtocolViolation,
     decode_tensors,
     new_id,
+    unpack,
     unpack_map,
 )
 from lowcarb.adapters.disco._room import Member, Outcome
@@ -104,11 +105,7 @@ class Develop(Generation):
         """Weights from a client's payload bytes."""
         if not isinstance(encoded, bytes):
             raise ProtocolViolation("weights must be binary", INVALID_PAYLOAD)
-        try:
-            items = msgpack.unpackb(encoded, raw=False, strict_map_key=False)
-        except Exception as exc:  # see decode_frame
-            raise ProtocolViolation(f"malformed weights: {exc}", INVALID_PAYLOAD) from None
-        return decode_tensors(items, _float32, expected)
+        return decode_tensors(unpack(encoded, "weights"), _float32, expected)
 
     def model_body(self, artifacts: ModelArtifacts) -> tuple[bytes, str]:
         """Raw msgpack ``[0, ModelArtifacts]``."""

@@ -64,16 +64,25 @@ class ProtocolViolation(Exception):
         super().__init__(self.reason)
 
 
+def unpack(data: bytes, what: str = "msgpack") -> Any:
+    """Decode msgpack from a client; ``what`` names it in the error.
+
+    Raises:
+        ProtocolViolation: For malformed msgpack.
+    """
+    try:
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise ProtocolViolation(f"malformed {what}: {exc}", INVALID_PAYLOAD) from None
+
+
 def unpack_map(frame: bytes) -> dict[str, Any]:
     """Decode one msgpack frame that must hold a map (every DISCO message is one).
 
     Raises:
         ProtocolViolation: For malformed msgpack or anything but a map.
     """
-    try:
-        message = msgpack.unpackb(frame, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types on bad input
-        raise ProtocolViolation(f"malformed msgpack: {exc}", INVALID_PAYLOAD) from None
+    message = unpack(frame)
     if not isinstance(message, dict):
         raise ProtocolViolation("a message must be a map", INVALID_PAYLOAD)
     return message

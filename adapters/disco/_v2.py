@@ -31,6 +31,7 @@ from lowcarb.adapters.disco._protocol import (
     Link,
     ProtocolViolation,
     decode_tensors,
+    unpack,
     unpack_map,
 )
 from lowcarb.adapters.disco._room import Member
@@ -129,11 +130,7 @@ class V2(Generation):
             raise ProtocolViolation(
                 "weights must be a list of byte values", INVALID_PAYLOAD
             ) from None
-        try:
-            items = msgpack.unpackb(blob, raw=False, strict_map_key=False)
-        except Exception as exc:  # see decode_frame
-            raise ProtocolViolation(f"malformed weights: {exc}", INVALID_PAYLOAD) from None
-        return decode_tensors(items, _numbers, expected)
+        return decode_tensors(unpack(blob, "weights"), _numbers, expected)
 
     def model_body(self, artifacts: ModelArtifacts) -> tuple[bytes, str]:
         """A JSON array of the bytes of msgpack(ModelArtifacts), as DISCO v2 serves it."""
