@@ -358,15 +358,9 @@ class ElectricityMapsProvider(HttpProvider):
             accept=frozenset({400, 404}),
         )
         (response,) = yield [call]
-        where = self._where(response)
         if response.status_code in call.accept:
-            raise UnknownZoneError(
-                query,
-                [],
-                where=self.name,
-                detail=f"{where} -> {response.status_code}: "
-                f"{self.error_detail(response) or 'no zone at this location'}",
-            )
+            raise self._lookup_refused(query, response, "no zone at this location")
+        where = self._where(response)
         payload = self._object(self._payload(response, call), where)
         zone = payload.get("zone")
         if not isinstance(zone, str) or not zone:

@@ -50,7 +50,7 @@ from lowcarb.backends._http import (
     error_detail,
 )
 from lowcarb.backends._points import GapPolicy
-from lowcarb.exceptions import ConfigurationError, ProviderError
+from lowcarb.exceptions import ConfigurationError, ProviderError, UnknownZoneError
 
 __all__ = ["AsyncHttpProvider", "HttpOptions", "HttpProvider"]
 
@@ -349,6 +349,18 @@ class HttpProvider(CarbonProvider):
 
     def _where(self, response: httpx.Response) -> str:
         return describe_request(response.request, self._core.secrets)
+
+    def _lookup_refused(
+        self, query: str, response: httpx.Response, default: str
+    ) -> UnknownZoneError:
+        """The error for a location lookup the API refused (400/404), quoting its reason."""
+        return UnknownZoneError(
+            query,
+            [],
+            where=self.name,
+            detail=f"{self._where(response)} -> {response.status_code}: "
+            f"{self.error_detail(response) or default}",
+        )
 
     def _series(
         self,

@@ -66,7 +66,6 @@ from lowcarb.exceptions import (
     NoDataError,
     ProviderError,
     ResponseParseError,
-    UnknownZoneError,
 )
 
 __all__ = ["UKCarbonIntensityProvider"]
@@ -243,16 +242,10 @@ class UKCarbonIntensityProvider(HttpProvider):
             accept=frozenset({400, 404}),
         )
         (response,) = yield [call]
-        where = self._where(response)
         if response.status_code in call.accept:
             # The API answers an unknown postcode with 400 (its error body says why).
-            raise UnknownZoneError(
-                query,
-                [],
-                where=self.name,
-                detail=f"{where} -> {response.status_code}: "
-                f"{self.error_detail(response) or 'unknown postcode'}",
-            )
+            raise self._lookup_refused(query, response, "unknown postcode")
+        where = self._where(response)
         items = self._data(self._payload(response, call), where)
         if not items:
             raise NoDataError(f"{where} names no region for {outward}", provider=self.name)
