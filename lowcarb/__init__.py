@@ -17,6 +17,7 @@ Example:
 from __future__ import annotations
 
 from lowcarb._accounting import RunSummary, jain_index, summarize
+from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
 from lowcarb._energy import DEFAULT_NETWORK_KWH_PER_GB, Client, EnergyModel
@@ -62,7 +63,9 @@ from lowcarb._series import (
     convert_intensity,
     lbs_per_mwh_to_g_per_kwh,
 )
+from lowcarb._signal import PlanningSignal, SignalSource
 from lowcarb._simulate import PolicyResult, Scenario, SimulationResult, simulate
+from lowcarb._spec import EngineSpec
 from lowcarb._tasks import RoundConflictError, Selection, TaskEngines
 from lowcarb._time import ensure_utc, parse_time
 from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, resolve_zone
@@ -106,6 +109,7 @@ __all__ = [
     "Decision",
     "EmissionBasis",
     "EnergyModel",
+    "EngineSpec",
     "Forecaster",
     "GreedyPolicy",
     "IntensitySeries",
@@ -122,9 +126,11 @@ __all__ = [
     "PersistenceForecaster",
     "Plan",
     "PlanningProblem",
+    "PlanningSignal",
     "Policy",
     "PolicyResult",
     "ProfileForecaster",
+    "ProviderChain",
     "ProviderError",
     "ProviderTimeoutError",
     "ProviderUnavailableError",
@@ -140,6 +146,7 @@ __all__ = [
     "SelectionEngine",
     "Settings",
     "Signal",
+    "SignalSource",
     "SimulationResult",
     "SystemClock",
     "TaskEngines",

@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from lowcarb._cli import OptionOpt, ProviderOpt, _err, _open, _state, app
+from lowcarb._cli import OptionOpt, ProviderOpt, _err, _settings, _state, app
+from lowcarb._spec import EngineSpec
 from lowcarb.exceptions import InvalidInputError
 
 __all__ = ["disco_app"]
@@ -96,7 +97,8 @@ def serve(
         round_timeout=round_timeout,
     )
     zone_map = load_zone_map(zones) if zones is not None else None
-    with _open(provider, option) as carbon:
+    spec = EngineSpec.from_settings(_settings(provider, option), policy=policy, seed=seed)
+    with spec.open_chain(clock=_state.clock()) as carbon:
         run_bridge(
             tasks,
             carbon,
@@ -106,7 +108,6 @@ def serve(
             state_dir=state_dir,
             limits=limits,
             zone_map=zone_map,
-            policy=policy,
-            seed=seed,
+            spec=spec,
             log_level="debug" if _state.debug else "info",
         )

@@ -6,7 +6,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -132,8 +132,6 @@ def serve_command(
             f"--host {host} would accept connections from other machines; add --allow-remote "
             "(and --token-env) to do so on purpose"
         )
-    if unknown_zone not in ("mean", "error"):
-        raise InvalidInputError(f"--unknown-zone {unknown_zone!r}: use 'mean' or 'error'")
     if log_level.lower() not in _LOG_LEVELS:
         raise InvalidInputError(f"--log-level {log_level!r}: use {', '.join(_LOG_LEVELS)}")
     try:
@@ -144,25 +142,22 @@ def serve_command(
         raise ConfigurationError(
             f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
         ) from None
-    from lowcarb._engine import SelectionEngine
-    from lowcarb._ledger import Ledger
+    from lowcarb._spec import EngineSpec
     from lowcarb._tasks import TaskEngines
 
     token = read_token(token_env) if token_env else None
-    settings = _settings(provider, option)
+    # The spec is validated here, so a bad policy or fairness stops the command at once
+    # instead of failing every request later.
+    spec = EngineSpec.from_settings(
+        _settings(provider, option),
+        policy=policy,
+        rounds=rounds,
+        fairness=fairness,
+        round_interval=timedelta(minutes=round_minutes),
+        unknown_zone=unknown_zone,
+    )
     clock = _state.clock()
-    options: dict[str, Any] = {
-        "policy": policy,
-        "rounds": rounds,
-        "fairness": fairness,
-        "round_interval": timedelta(minutes=round_minutes),
-        "unknown_zone": unknown_zone,
-    }
-    carbon = settings.open_provider(clock=clock)
-    # Task engines open on a task's first request: build one now, so that a bad policy or
-    # fairness stops the command here instead of failing every request later.
-    SelectionEngine(carbon, ledger=Ledger(None), clock=clock, **options).ledger.close()
-    engines = TaskEngines(state_dir, provider=carbon, clock=clock, settings=settings, **options)
+    engines = TaskEngines(state_dir, spec=spec, clock=clock)
     config = ServiceConfig(
         token=token, max_body_bytes=max_body_bytes, max_candidates=max_candidates
     )

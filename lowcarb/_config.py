@@ -14,7 +14,11 @@ A project file looks like::
     path = "data/intensity.csv"
     basis = "lifecycle"
 
+Engines end their chain with the embedded offline ``default`` provider unless
+``default_fallback = false``.
+
 Environment variables: ``LOWCARB_PROVIDER``, ``LOWCARB_FALLBACK`` (comma-separated),
+``LOWCARB_DEFAULT_FALLBACK``, ``LOWCARB_LEDGER``,
 ``LOWCARB_CONFIG`` (path of the project file), and ``LOWCARB_<PROVIDER>_<OPTION>`` for a
 provider option, e.g. ``LOWCARB_FILE_PATH`` (a ``-`` in a provider name becomes ``_``).
 """
@@ -31,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from lowcarb._chain import DEFAULT_PROVIDER, ProviderChain
 from lowcarb._clock import Clock
 from lowcarb._provider import CarbonProvider, Credential
 from lowcarb._registry import available_providers, get_provider_class
@@ -38,7 +43,7 @@ from lowcarb.exceptions import ConfigurationError, MissingCredentialError
 
 __all__ = ["Settings", "load_settings", "open_provider"]
 
-_TOP_LEVEL = ("provider", "fallback", "ledger", "providers")
+_TOP_LEVEL = ("provider", "fallback", "default_fallback", "ledger", "providers")
 # Variables that configure the CLI or the tests rather than the settings.
 _RESERVED_ENV = ("LOWCARB_CONFIG", "LOWCARB_NOW", "LOWCARB_DEBUG")
 _RESERVED_ENV_PREFIXES = ("LOWCARB_TEST_",)
@@ -55,6 +60,7 @@ class Settings:
     Attributes:
         provider: Registry name of the primary provider.
         fallback: Providers tried in order when the primary fails.
+        default_fallback: Whether engines end their chain with the embedded ``default``.
         ledger: SQLite file of the participation ledger (None: in memory).
         options: Per provider, its validated ``Options`` instance.
         sources: Where each setting came from, keyed like ``provider`` or
@@ -64,6 +70,7 @@ class Settings:
 
     provider: str = "default"
     fallback: tuple[str, ...] = ()
+    default_fallback: bool = True
     ledger: Path | None = None
     options: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict)
@@ -94,19 +101,31 @@ class Settings:
     def open_provider(
         self, name: str | None = None, *, clock: Clock | None = None
     ) -> CarbonProvider:
-        """Instantiate a provider, or the whole fallback chain when ``name`` is None.
+        """Instantiate a provider, or the configured chain when ``name`` is None.
+
+        The chain opened here ends with the configured members: engines append the
+        embedded default themselves (see :meth:`open_chain`).
 
         Raises:
             MissingCredentialError: If a required credential is not set.
         """
         if name is not None:
             return self._open_one(name, clock)
-        members = [self._open_one(n, clock) for n in self.chain]
-        if len(members) == 1:
-            return members[0]
-        from lowcarb._fallback import FallbackProvider
+        return self.open_chain(clock=clock, default_fallback=False)
 
-        return FallbackProvider(members, clock=clock)
+    def open_chain(
+        self, *, clock: Clock | None = None, default_fallback: bool | None = None
+    ) -> ProviderChain:
+        """The configured provider chain: the primary, its fallbacks, then the default.
+
+        Args:
+            clock: Time source of every member.
+            default_fallback: End with the embedded ``default`` provider (None: as
+                configured).
+        """
+        last = self.default_fallback if default_fallback is None else default_fallback
+        names = (*self.chain, DEFAULT_PROVIDER) if last else self.chain
+        return ProviderChain([self._open_one(n, clock) for n in dict.fromkeys(names)], clock=clock)
 
     def _open_one(self, name: str, clock: Clock | None) -> CarbonProvider:
         cls = get_provider_class(name)
@@ -125,6 +144,11 @@ class Settings:
                 "key": "fallback",
                 "value": ", ".join(self.fallback) or "(none)",
                 "source": self.sources.get("fallback", _DEFAULT_SOURCE),
+            },
+            {
+                "key": "default_fallback",
+                "value": "true" if self.default_fallback else "false",
+                "source": self.sources.get("default_fallback", _DEFAULT_SOURCE),
             },
             {
                 "key": "ledger",
@@ -214,6 +238,7 @@ def load_settings(
 
     provider: str = "default"
     fallback: tuple[str, ...] = ()
+    default_fallback = True
     ledger: Path | None = None
     sources: dict[str, str] = {}
     raw_options: dict[str, dict[str, Any]] = {}
@@ -232,6 +257,9 @@ def load_settings(
         if "fallback" in layer:
             fallback = _check_fallback(layer["fallback"], where)
             sources["fallback"] = where
+        if "default_fallback" in layer:
+            default_fallback = _coerce(layer["default_fallback"], bool, "default_fallback", where)
+            sources["default_fallback"] = where
         if "ledger" in layer:
             value = layer["ledger"]
             if not isinstance(value, str | os.PathLike) or not str(value).strip():
@@ -271,6 +299,7 @@ def load_settings(
     settings = Settings(
         provider=provider,
         fallback=fallback,
+        default_fallback=default_fallback,
         ledger=ledger,
         options=options,
         sources=sources,
@@ -369,11 +398,14 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
         if rest == "LEDGER":
             layer["ledger"] = value.strip()
             continue
+        if rest == "DEFAULT_FALLBACK":
+            layer["default_fallback"] = value.strip()
+            continue
         name = next((n for n in names if rest.startswith(_env_name(n) + "_")), None)
         if name is None:
             raise ConfigurationError(
                 f"unknown environment variable {var}; lowcarb reads LOWCARB_PROVIDER, "
-                "LOWCARB_FALLBACK, LOWCARB_LEDGER, LOWCARB_CONFIG and "
+                "LOWCARB_FALLBACK, LOWCARB_DEFAULT_FALLBACK, LOWCARB_LEDGER, LOWCARB_CONFIG and "
                 "LOWCARB_<PROVIDER>_<OPTION> for the "
                 f"providers {', '.join(sorted(names))}"
             )

@@ -12,7 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,16 +21,18 @@ import numpy as np
 import pandas as pd
 
 from lowcarb._accounting import RunSummary, summarize
+from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._config import Settings, load_settings
-from lowcarb._energy import Client, EnergyModel
-from lowcarb._forecast import Forecaster, get_forecaster
+from lowcarb._energy import Client
+from lowcarb._forecast import Forecaster
 from lowcarb._ledger import ClientRound, Ledger, RoundRecord
-from lowcarb._policies import Policy, RoundView, get_policy
+from lowcarb._policies import Policy, RoundView
 from lowcarb._provider import CarbonProvider
 from lowcarb._signal import PlanningSignal, SignalSource
+from lowcarb._spec import EngineSpec
 from lowcarb._time import ensure_utc
-from lowcarb.exceptions import InvalidInputError
+from lowcarb.exceptions import DataValidationError, InvalidInputError
 
 __all__ = ["FAIRNESS_WINDOW", "ClientDecision", "Decision", "SelectionEngine"]
 
@@ -118,6 +120,83 @@ class Decision:
         out["clients"] = [asdict(c) for c in self.clients]
         return out
 
+    def to_record(self) -> dict[str, Any]:
+        """A compact JSON-friendly form for the ledger (candidates as columns).
+
+        Per candidate only its id, zone and energy are kept (intensity and emissions
+        follow from the zone), so a round of 10,000 candidates stays near 300 kB.
+        """
+        out = {k: v for k, v in self.to_dict().items() if k != "clients"}
+        zones = list(dict.fromkeys(c.zone for c in self.clients))
+        row = {z: i for i, z in enumerate(zones)}
+        intensity = dict.fromkeys(zones, 0.0)
+        for c in self.clients:
+            intensity[c.zone] = c.intensity_g_per_kwh
+        energies = [c.energy_kwh for c in self.clients]
+        out["candidates"] = {
+            "zones": zones,
+            "intensity": [intensity[z] for z in zones],
+            "id": [c.id for c in self.clients],
+            "zone": [row[c.zone] for c in self.clients],
+            "energy_kwh": energies[0] if len(set(energies)) == 1 else energies,
+            "unavailable": [i for i, c in enumerate(self.clients) if not c.available],
+        }
+        return out
+
+    @classmethod
+    def from_record(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision from its :meth:`to_record` form.
+
+        Raises:
+            DataValidationError: If ``data`` is not a recorded decision.
+        """
+        try:
+            table = data["candidates"]
+            zones, ids = table["zones"], table["id"]
+            energy = table["energy_kwh"]
+            energies = energy if isinstance(energy, list) else [energy] * len(ids)
+            off = set(table["unavailable"])
+            chosen = set(data["selected"])
+            clients = []
+            for i, (cid, z, kwh) in enumerate(zip(ids, table["zone"], energies, strict=True)):
+                intensity = float(table["intensity"][z])
+                clients.append(
+                    ClientDecision(
+                        id=cid,
+                        zone=zones[z],
+                        selected=cid in chosen,
+                        intensity_g_per_kwh=intensity,
+                        energy_kwh=float(kwh),
+                        emissions_g=float(kwh) * intensity,
+                        available=i not in off,
+                    )
+                )
+            fields = {k: v for k, v in data.items() if k != "candidates"}
+            return cls.from_dict({**fields, "clients": [asdict(c) for c in clients]})
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise DataValidationError(f"not a recorded decision: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """Rebuild a decision from its :meth:`to_dict` form.
+
+        Raises:
+            DataValidationError: If ``data`` is not a decision's dictionary.
+        """
+        try:
+            fields = dict(data)
+            fields["clients"] = tuple(ClientDecision(**c) for c in fields["clients"])
+            fields["selected"], fields["deferred"] = (
+                tuple(data["selected"]),
+                tuple(data["deferred"]),
+            )
+            for key in ("wait_until", "decided_at", "start", "end"):
+                value = fields[key]
+                fields[key] = None if value is None else datetime.fromisoformat(value)
+            return cls(**fields)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise DataValidationError(f"not a stored decision: {exc}") from None
+
 
 def _as_client(item: Client | Mapping[str, Any]) -> Client:
     if isinstance(item, Client):
@@ -133,36 +212,28 @@ def _as_client(item: Client | Mapping[str, Any]) -> Client:
 class SelectionEngine:
     """Carbon-aware, fair client selection for one training run.
 
+    The training is described by an :class:`~lowcarb.EngineSpec` (pass ``spec=``, or its
+    fields as keyword arguments); the engine adds the running parts: the provider chain,
+    the ledger and the clock.
+
     Args:
-        provider: Where intensities come from: an instance, a registry name, or None for
-            the configured provider chain (``lowcarb.toml``, ``LOWCARB_PROVIDER``; the
-            embedded offline ``default`` when nothing is configured).
-        policy: ``lowcarb`` (default), ``random``, ``greedy``, ``lowcarb-2022``,
-            ``oracle`` (needs an oracle forecaster) or a :class:`Policy`.
-        forecaster: Forecaster for the horizon beyond the provider's own forecast: a name
-            (``best``, ``profile``, ``persistence``, ``weekly``) or an instance; None is
-            the best one. Passing one explicitly replaces the provider's forecast too.
-        ledger: A :class:`Ledger`, a database path, or None for the configured path
-            (``ledger`` in ``lowcarb.toml``, ``LOWCARB_LEDGER``), else in memory.
-        run_id: Names the run inside the ledger; reuse it to resume after a restart.
-        rounds: Rounds of the whole training (for fair shares and planning). When None,
-            fair shares are kept over a rolling window of one day of rounds
-            (:data:`FAIRNESS_WINDOW`), so nobody can be put off for longer.
-        round_interval: Time between round starts (one planning slot).
-        energy: The energy model of a client-round.
-        deadline: Latest end of the training: a time, or a duration from now (stored in
-            the ledger, so a resumed run keeps it); lets the planner pause rounds or start
-            later.
-        fairness: 1.0 = every client within one round of its fair share; 0 = greedy.
-        utility_price: gCO2eq that one unit of client utility is worth (0 ignores it).
-        horizon: Longest planning horizon.
-        fallbacks: Providers tried, in order, when the primary fails or lacks a zone; the
-            embedded default is appended unless ``default_fallback`` is False.
-        default_fallback: Whether the embedded default provider is the last resort.
-        unknown_zone: ``mean`` (stand-in intensity, noted in the decision) or ``error``.
+        provider: Where intensities come from: a provider or chain instance (nothing is
+            read from the environment then), a registry name (its options and
+            credentials come from the configuration), or None for the configured chain
+            (``lowcarb.toml``, ``LOWCARB_PROVIDER``; the embedded offline ``default``
+            when nothing is configured).
+        spec: The training's description; keyword arguments below override its fields.
+        ledger: A :class:`Ledger` or a database path; None uses the spec's (the
+            configured ``ledger`` when the configuration is read), else memory.
         clock: Time source (defaults to the wall clock).
-        seed: Seeds all randomness (ties, sampling).
+        fallbacks: Provider instances tried, in order, when the primary fails or lacks a
+            zone (before the embedded default, which ends the chain unless the spec's
+            ``default_fallback`` is False).
         settings: Loaded settings to use instead of reading the configuration.
+        **options: Fields of :class:`~lowcarb.EngineSpec`: ``policy``, ``forecaster``,
+            ``run_id``, ``rounds``, ``round_interval``, ``energy``, ``deadline``,
+            ``fairness``, ``utility_price``, ``horizon``, ``default_fallback``,
+            ``unknown_zone``, ``seed``.
 
     Example:
         >>> engine = SelectionEngine("default", rounds=10)
@@ -175,93 +246,76 @@ class SelectionEngine:
         self,
         provider: CarbonProvider | str | None = None,
         *,
-        policy: Policy | str = "lowcarb",
-        forecaster: Forecaster | str | None = None,
+        spec: EngineSpec | None = None,
         ledger: Ledger | str | Path | None = None,
-        run_id: str = "default",
-        rounds: int | None = None,
-        round_interval: timedelta = timedelta(hours=1),
-        energy: EnergyModel | None = None,
-        deadline: datetime | timedelta | None = None,
-        fairness: float = 1.0,
-        utility_price: float = 0.0,
-        horizon: timedelta = timedelta(days=7),
-        fallbacks: Sequence[CarbonProvider] = (),
-        default_fallback: bool = True,
-        unknown_zone: str = "mean",
         clock: Clock | None = None,
-        seed: int = 0,
+        fallbacks: Sequence[CarbonProvider] = (),
         settings: Settings | None = None,
+        **options: Any,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
-        if provider is None or isinstance(provider, str) or ledger is None:
-            settings = settings or load_settings()
-            if provider is None:
-                provider = settings.open_provider(clock=self.clock)
-            elif isinstance(provider, str):
-                provider = settings.open_provider(provider, clock=self.clock)
-            if ledger is None:
-                ledger = settings.ledger
-        if rounds is not None and (not isinstance(rounds, int) or rounds < 1):
-            raise InvalidInputError(f"rounds must be a positive integer, got {rounds!r}")
-        if not isinstance(round_interval, timedelta) or round_interval <= timedelta(0):
-            raise InvalidInputError("round_interval must be a positive timedelta")
-        if not math.isfinite(utility_price) or utility_price < 0:
-            raise InvalidInputError(f"utility_price must be >= 0, got {utility_price!r}")
-        self.policy = get_policy(policy, fairness=fairness) if isinstance(policy, str) else policy
-        self.policy_name = policy if isinstance(policy, str) else self.policy.name
-        explicit = forecaster is not None
-        if isinstance(forecaster, str) or forecaster is None:
-            forecaster = get_forecaster(forecaster or "best")
-        if self.policy_name == "oracle" and forecaster.name != "oracle":
-            raise InvalidInputError("the oracle policy needs an OracleForecaster over the truth")
-        chain = list(fallbacks)
-        if default_fallback and provider.name != "default":
-            from lowcarb.backends import DefaultProvider
-
-            chain.append(DefaultProvider(clock=self.clock))
-        self.provider = provider
-        self.forecaster = forecaster
+        if isinstance(provider, str):
+            options = {"provider": provider, "fallback": (), **options}
+        if spec is None:
+            if isinstance(provider, CarbonProvider):
+                # An explicit provider: nothing is read from the environment.
+                spec = EngineSpec(settings=settings, **options)
+            else:
+                spec = EngineSpec.from_settings(settings or load_settings(), **options)
+        elif options:
+            spec = spec.replace(**options)
+        if isinstance(provider, CarbonProvider):
+            chain = ProviderChain.of(
+                provider,
+                fallbacks=fallbacks,
+                default_fallback=spec.default_fallback,
+                clock=self.clock,
+            )
+        else:
+            chain = spec.open_chain(clock=self.clock, fallbacks=tuple(fallbacks))
+        self.spec = spec
+        #: The provider chain every intensity comes from.
+        self.provider: ProviderChain = chain
+        self.policy: Policy = spec.build_policy()
+        self.policy_name = spec.policy_name
+        self.forecaster: Forecaster = spec.build_forecaster()
         self.source = SignalSource(
-            provider,
-            forecaster=forecaster,
-            fallbacks=chain,
-            use_provider_forecast=not explicit,
-            unknown_zone=unknown_zone,
+            chain,
+            forecaster=self.forecaster,
+            use_provider_forecast=spec.forecaster is None,
+            unknown_zone=spec.unknown_zone,
         )
+        ledger = ledger if ledger is not None else spec.ledger
         self.ledger = ledger if isinstance(ledger, Ledger) else Ledger(ledger)
-        self.run_id = run_id
-        self.rounds = rounds
-        self.round_interval = round_interval
-        self.energy = energy or EnergyModel()
-        self.fairness = fairness
-        self.utility_price = float(utility_price)
-        self.horizon = horizon
-        self.seed = int(seed)
+        self.run_id = spec.run_id
+        self.rounds = spec.rounds
+        self.round_interval = spec.round_interval
+        self.energy = spec.energy
+        self.fairness = spec.fairness
+        self.utility_price = float(spec.utility_price)
+        self.horizon = spec.horizon
+        self.seed = spec.seed
+        deadline = spec.deadline
         if isinstance(deadline, timedelta):
             # A duration counts from the run's start; the absolute time is stored in the
             # ledger so that a restarted process keeps the same deadline.
             deadline = self.clock.now() + deadline
-        elif isinstance(deadline, datetime):
-            deadline = ensure_utc(deadline, "deadline")
-        elif deadline is not None:
-            raise InvalidInputError("deadline must be a datetime or a timedelta")
         self.resumed = self.ledger.open_run(
-            run_id,
+            self.run_id,
             config={
                 "policy": self.policy_name,
-                "rounds": rounds,
-                "seed": seed,
+                "rounds": self.rounds,
+                "seed": self.seed,
                 "deadline": None if deadline is None else deadline.isoformat(),
             },
             now=self.clock.now(),
         )
-        stored = self.ledger.run_config(run_id).get("deadline")
+        stored = self.ledger.run_config(self.run_id).get("deadline")
         self._deadline: datetime | None = (
             datetime.fromisoformat(stored) if self.resumed and stored else deadline
         )
-        self._participation = self.ledger.participation(run_id)
-        self._rounds_done = self.ledger.rounds_done(run_id)
+        self._participation = self.ledger.participation(self.run_id)
+        self._rounds_done = self.ledger.rounds_done(self.run_id)
 
     def __repr__(self) -> str:
         return (
@@ -296,6 +350,15 @@ class SelectionEngine:
             return min(left, horizon), None, fit == left
         return min(fit, horizon), fit, True
 
+    def _canonical(self, candidates: list[Client]) -> list[Client]:
+        """The candidates with the chain's spelling of their zones (``de`` is ``DE``)."""
+        spelled = {z: self.provider.canonical(z) for z in {c.zone for c in candidates}}
+        if all(z == v for z, v in spelled.items()):
+            return candidates
+        return [
+            c if spelled[c.zone] == c.zone else replace(c, zone=spelled[c.zone]) for c in candidates
+        ]
+
     def select(
         self, clients: Iterable[Client | Mapping[str, Any]], k: int, *, now: datetime | None = None
     ) -> Decision:
@@ -311,7 +374,7 @@ class SelectionEngine:
             UnknownZoneError: With ``unknown_zone='error'`` for a zone without a signal.
         """
         tick = time.perf_counter()
-        candidates = [_as_client(c) for c in clients]
+        candidates = self._canonical([_as_client(c) for c in clients])
         ids = [c.id for c in candidates]
         if len(set(ids)) != len(ids):
             dups = sorted(i for i, n in Counter(ids).items() if n > 1)
@@ -452,55 +515,77 @@ class SelectionEngine:
             ),
             random_expected_g=decision.random_expected_g,
         )
-        self.ledger.record_round(self.run_id, record)
+        self.ledger.record_round(self.run_id, record, decision=decision.to_record())
         self._rounds_done = decision.round
         for cid in decision.selected:
             self._participation[cid] = self._participation.get(cid, 0) + 1
 
+    def decision(self, round_number: int) -> Decision:
+        """The decision of a round already decided, as it was taken (from the ledger).
+
+        Raises:
+            InvalidInputError: If the round was not decided (or was decided by a lowcarb
+                that kept no decisions).
+        """
+        if isinstance(round_number, bool) or not isinstance(round_number, int):
+            raise InvalidInputError(f"round must be a positive integer, got {round_number!r}")
+        stored = self.ledger.decision(self.run_id, round_number)
+        if stored is None:
+            raise InvalidInputError(
+                f"round {round_number} of run {self.run_id!r} has no recorded decision "
+                f"(rounds decided: 1 to {self._rounds_done})"
+            )
+        return Decision.from_record(stored)
+
+    def records(self, *, since: int = 0) -> list[RoundRecord]:
+        """The run's rounds as recorded, from round ``since + 1``."""
+        return self.ledger.rounds(self.run_id, since=since)
+
     def complete(
         self,
-        decision: Decision,
+        decision: Decision | int,
         *,
         energy_kwh: Mapping[str, float] | None = None,
         metrics: Mapping[str, float] | None = None,
         actual: Mapping[str, float] | None = None,
         excluded_energy_kwh: Mapping[str, float] | None = None,
-    ) -> None:
+        excluded_zones: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> RoundRecord:
         """Record what became known after a round ran.
 
         Args:
-            decision: The round's decision (``run_now`` True).
+            decision: The round's decision (``run_now`` True), or its round number (the
+                decision is read from the ledger).
             energy_kwh: Measured energy per client (kWh); replaces the model's estimate.
             metrics: Metrics such as ``accuracy`` (fraction) or ``loss``.
             actual: Actual mean intensity per zone over the round (gCO2eq/kWh); fetched
-                from the provider's history when omitted and the round has ended.
-            excluded_energy_kwh: Energy (kWh) that candidates *not* selected spent on the
+                through the provider chain when omitted and the round has ended.
+            excluded_energy_kwh: Energy (kWh) that clients *not* selected spent on the
                 round anyway, because the framework could not hold them back (DISCO v2).
                 It counts in the run's footprint (``RunSummary.excluded_*``), not in
-                participation.
+                participation. Priced at the intensity the decision used for the
+                client's zone.
+            excluded_zones: Zones of excluded clients that were not candidates of the
+                decision (they joined later); a zone the decision did not cost is priced
+                at the mean of the decision's intensities.
+            details: What the integration records about the round (JSON-friendly).
+
+        Returns:
+            The round as recorded: selection, energy (measured or modelled), emissions
+            with expected and actual intensity, excluded energy and its emissions.
 
         Raises:
             InvalidInputError: For a paused decision, bad energies or an unknown client.
         """
+        if not isinstance(decision, Decision):
+            decision = self.decision(decision)
         if not decision.run_now:
             raise InvalidInputError("a paused decision has no round to complete")
         for cid, value in {**(energy_kwh or {}), **(excluded_energy_kwh or {})}.items():
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise InvalidInputError(f"measured energy of {cid!r} must be >= 0 kWh: {value!r}")
-        excluded = []
-        by_id = {c.id: c for c in decision.clients}
-        for cid, value in (excluded_energy_kwh or {}).items():
-            candidate = by_id.get(cid)
-            if candidate is None or candidate.selected:
-                raise InvalidInputError(
-                    f"excluded energy for {cid!r}: not a candidate left out of round "
-                    f"{decision.round}"
-                )
-            excluded.append(
-                ClientRound(
-                    cid, candidate.zone, float(value), "reported", candidate.intensity_g_per_kwh
-                )
-            )
+        excluded = self._excluded(decision, excluded_energy_kwh or {}, excluded_zones or {})
         now = self.clock.now()
         zones = list(dict.fromkeys(c.zone for c in decision.clients))
         if actual is None and now >= decision.end:
@@ -511,7 +596,7 @@ class SelectionEngine:
             random_actual = len(decision.selected) * float(
                 np.mean([c.energy_kwh * actual[c.zone] for c in pool])
             )
-        self.ledger.complete_round(
+        return self.ledger.complete_round(
             self.run_id,
             decision.round,
             completed_at=now,
@@ -520,7 +605,32 @@ class SelectionEngine:
             random_actual_g=random_actual,
             metrics=metrics,
             excluded=excluded,
+            details=details,
         )
+
+    @staticmethod
+    def _excluded(
+        decision: Decision, energy: Mapping[str, float], zones: Mapping[str, str]
+    ) -> list[ClientRound]:
+        """Price the energy of clients left out that trained anyway."""
+        by_id = {c.id: c for c in decision.clients}
+        by_zone = {c.zone: c.intensity_g_per_kwh for c in decision.clients}
+        mean = float(np.mean(list(by_zone.values()))) if by_zone else 0.0
+        out = []
+        for cid, kwh in energy.items():
+            candidate = by_id.get(cid)
+            if candidate is not None and not candidate.selected:
+                zone, intensity = candidate.zone, candidate.intensity_g_per_kwh
+            elif candidate is None and cid in zones:
+                zone = zones[cid]
+                intensity = by_zone.get(zone, mean)
+            else:
+                raise InvalidInputError(
+                    f"excluded energy for {cid!r}: not a candidate left out of round "
+                    f"{decision.round} (give the zone of a client that joined later)"
+                )
+            out.append(ClientRound(cid, zone, float(kwh), "reported", intensity))
+        return out
 
     def summary(self) -> RunSummary:
         """The run's energy and carbon account so far (see :func:`summarize`)."""

@@ -1,9 +1,12 @@
 """The participation ledger: fairness state and per-round records in SQLite.
 
-One file holds any number of training runs. Every round is written in one transaction
-(the round, its client-rounds and the participation counts together), in WAL mode with
-``synchronous=FULL``, so a process killed at any instant leaves either the whole round or
-none of it, and a restarted process continues with the same fairness state.
+The ledger is the one record of a round: the decision as it was taken (so the round can
+be replayed and completed after any number of later rounds and after a restart), the
+client-rounds with their energy and intensities, what the framework reported, and the
+participation counts. One file holds any number of training runs. Every round is written
+in one transaction, in WAL mode with ``synchronous=FULL``, so a process killed at any
+instant leaves either the whole round or none of it, and a restarted process continues
+with the same fairness state.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from lowcarb.exceptions import DataValidationError, InvalidInputError
 
 __all__ = ["ClientRound", "Ledger", "RoundRecord"]
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -40,6 +43,7 @@ CREATE TABLE IF NOT EXISTS rounds (
     policy TEXT NOT NULL, reason TEXT NOT NULL, signal TEXT NOT NULL,
     candidates INTEGER NOT NULL, random_expected_g REAL, random_actual_g REAL,
     metrics TEXT NOT NULL DEFAULT '{}', completed_at TEXT,
+    decision TEXT, details TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (run_id, round)
 );
 CREATE TABLE IF NOT EXISTS client_rounds (
@@ -116,6 +120,8 @@ class RoundRecord:
         random_actual_g: The same with actual intensities, once known.
         metrics: Reported metrics (e.g. ``accuracy``).
         completed_at: When the round was reported complete.
+        details: What an integration recorded about the round beyond metrics (e.g. the
+            DISCO bridge's aggregate), JSON-friendly.
     """
 
     round: int
@@ -132,16 +138,39 @@ class RoundRecord:
     metrics: Mapping[str, float] = field(default_factory=dict)
     completed_at: datetime | None = None
     excluded: tuple[ClientRound, ...] = ()
+    details: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def energy_kwh(self) -> float:
-        """Total energy of the round (kWh)."""
+        """Total energy of the selected clients' round (kWh)."""
         return sum(c.energy_kwh for c in self.clients)
 
     @property
     def emissions_g(self) -> float:
-        """Total gCO2eq of the round (actual intensities where known)."""
+        """Total gCO2eq of the selected clients (actual intensities where known)."""
         return sum(c.emissions_g for c in self.clients)
+
+    @property
+    def excluded_energy_kwh(self) -> float:
+        """Energy (kWh) of candidates left out that trained anyway."""
+        return sum(c.energy_kwh for c in self.excluded)
+
+    @property
+    def excluded_emissions_g(self) -> float:
+        """Their gCO2eq (actual intensities where known)."""
+        return sum(c.emissions_g for c in self.excluded)
+
+    @property
+    def random_g(self) -> float | None:
+        """The random counterfactual: with actual intensities once known, else expected."""
+        return self.random_expected_g if self.random_actual_g is None else self.random_actual_g
+
+    @property
+    def measured_share(self) -> float:
+        """Fraction of the selected clients whose energy was measured, not modelled."""
+        if not self.clients:
+            return 0.0
+        return sum(c.energy_source == "measured" for c in self.clients) / len(self.clients)
 
 
 def _insert_client_rounds(
@@ -169,6 +198,16 @@ def _insert_client_rounds(
             for c in rows
         ],
     )
+
+
+def _json(value: Mapping[str, Any]) -> str:
+    """Strict JSON: NaN, infinities and unencodable text are refused, not stored."""
+    try:
+        text = json.dumps(dict(value), default=str, sort_keys=True, allow_nan=False)
+        text.encode("utf-8")
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"cannot record {value!r}: {exc}") from None
+    return text
 
 
 def _iso(when: datetime) -> str:
@@ -217,9 +256,22 @@ class Ledger:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         if row is None:
             self._db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(_SCHEMA_VERSION),))
-        elif int(row[0]) != _SCHEMA_VERSION:
+            return
+        try:
+            version = int(row[0])
+        except ValueError:
+            version = -1
+        if version == 1:
+            # Schema 1 lacked the decision and integration details of a round: add them
+            # (its rounds keep no decision, so only they cannot be replayed).
+            self._db.execute("ALTER TABLE rounds ADD COLUMN decision TEXT")
+            self._db.execute("ALTER TABLE rounds ADD COLUMN details TEXT NOT NULL DEFAULT '{}'")
+            self._db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(_SCHEMA_VERSION),))
+        elif version != _SCHEMA_VERSION:
+            newer = " (written by a newer lowcarb: upgrade to read it)" if version > 1 else ""
             raise DataValidationError(
-                f"{self.path} has ledger schema {row[0]}; this lowcarb reads {_SCHEMA_VERSION}"
+                f"{self.path} has ledger schema {row[0]}; this lowcarb reads "
+                f"{_SCHEMA_VERSION}{newer}"
             )
 
     @contextmanager
@@ -305,8 +357,16 @@ class Ledger:
 
     # -- rounds -----------------------------------------------------------------------
 
-    def record_round(self, run_id: str, record: RoundRecord) -> None:
+    def record_round(
+        self, run_id: str, record: RoundRecord, *, decision: Mapping[str, Any] | None = None
+    ) -> None:
         """Write a decided round, its client-rounds and the participation counts, atomically.
+
+        Args:
+            run_id: The run.
+            record: The round.
+            decision: The decision as taken (JSON-friendly), kept so that the round can be
+                replayed and completed later (see :meth:`decision`).
 
         Raises:
             InvalidInputError: If the round number is already recorded.
@@ -317,7 +377,7 @@ class Ledger:
         with self._lock, self._transaction() as db:
             try:
                 db.execute(
-                    "INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         run_id,
                         record.round,
@@ -332,6 +392,8 @@ class Ledger:
                         record.random_actual_g,
                         json.dumps(dict(record.metrics), sort_keys=True),
                         None if record.completed_at is None else _iso(record.completed_at),
+                        None if decision is None else _json(decision),
+                        _json(record.details),
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -359,7 +421,8 @@ class Ledger:
         random_actual_g: float | None = None,
         metrics: Mapping[str, float] | None = None,
         excluded: Sequence[ClientRound] = (),
-    ) -> None:
+        details: Mapping[str, Any] | None = None,
+    ) -> RoundRecord:
         """Add what became known after a round: actual intensities, measured energy, metrics.
 
         Args:
@@ -372,23 +435,31 @@ class Ledger:
             metrics: Metrics to merge into the round's (e.g. ``{"accuracy": 0.91}``).
             excluded: Candidates not selected that trained anyway (replacing any recorded
                 for the round).
+            details: What an integration records about the round (merged into the
+                round's details, key by key).
+
+        Returns:
+            The round as recorded now.
 
         Raises:
             InvalidInputError: If the round is not recorded or a client is not in it.
         """
         with self._lock, self._transaction() as db:
             row = db.execute(
-                "SELECT metrics FROM rounds WHERE run_id=? AND round=?", (run_id, round_number)
+                "SELECT metrics, details FROM rounds WHERE run_id=? AND round=?",
+                (run_id, round_number),
             ).fetchone()
             if row is None:
                 raise InvalidInputError(f"round {round_number} of run {run_id!r} is not recorded")
             merged = {**json.loads(row[0]), **dict(metrics or {})}
+            noted = {**json.loads(row[1]), **dict(details or {})}
             db.execute(
-                "UPDATE rounds SET completed_at=?, metrics=?, "
+                "UPDATE rounds SET completed_at=?, metrics=?, details=?, "
                 "random_actual_g=COALESCE(?, random_actual_g) WHERE run_id=? AND round=?",
                 (
                     _iso(completed_at),
-                    json.dumps(merged, sort_keys=True),
+                    _json(merged),
+                    _json(noted),
                     random_actual_g,
                     run_id,
                     round_number,
@@ -414,6 +485,18 @@ class Ledger:
                     raise InvalidInputError(
                         f"client {client!r} did not take part in round {round_number}"
                     )
+            return self._rounds(run_id, round_number - 1, round_number)[0]
+
+    def decision(self, run_id: str, round_number: int) -> dict[str, Any] | None:
+        """The decision of a recorded round as it was taken (its ``to_record`` form).
+
+        None when the round is not recorded, or was recorded by a lowcarb that kept no
+        decisions (ledger schema 1).
+        """
+        row = self._db.execute(
+            "SELECT decision FROM rounds WHERE run_id=? AND round=?", (run_id, round_number)
+        ).fetchone()
+        return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def record_pause(
         self, run_id: str, *, decided_at: datetime, wait_until: datetime, reason: str
@@ -435,14 +518,19 @@ class Ledger:
 
     def rounds(self, run_id: str, *, since: int = 0) -> list[RoundRecord]:
         """Round records of a run, in order, from round ``since + 1``."""
-        clients = self._client_rounds("client_rounds", run_id, since)
-        excluded = self._client_rounds("excluded_rounds", run_id, since)
+        with self._lock:
+            return self._rounds(run_id, since, None)
+
+    def _rounds(self, run_id: str, since: int, until: int | None) -> list[RoundRecord]:
+        last = 2**62 if until is None else until
+        clients = self._client_rounds("client_rounds", run_id, since, last)
+        excluded = self._client_rounds("excluded_rounds", run_id, since, last)
         out = []
         for row in self._db.execute(
             "SELECT round, decided_at, start, end, policy, reason, signal, candidates, "
-            "random_expected_g, random_actual_g, metrics, completed_at FROM rounds "
-            "WHERE run_id=? AND round>? ORDER BY round",
-            (run_id, since),
+            "random_expected_g, random_actual_g, metrics, completed_at, details FROM rounds "
+            "WHERE run_id=? AND round>? AND round<=? ORDER BY round",
+            (run_id, since, last),
         ):
             out.append(
                 RoundRecord(
@@ -460,17 +548,20 @@ class Ledger:
                     metrics=json.loads(row[10]),
                     completed_at=_when(row[11]),
                     excluded=tuple(excluded.get(row[0], ())),
+                    details=json.loads(row[12]),
                 )
             )
         return out
 
-    def _client_rounds(self, table: str, run_id: str, since: int) -> dict[int, list[ClientRound]]:
+    def _client_rounds(
+        self, table: str, run_id: str, since: int, until: int
+    ) -> dict[int, list[ClientRound]]:
         rows: dict[int, list[ClientRound]] = {}
         for row in self._db.execute(
             "SELECT round, client_id, zone, energy_kwh, energy_source, intensity_used, "
-            f"intensity_actual FROM {table} WHERE run_id=? AND round>? "
+            f"intensity_actual FROM {table} WHERE run_id=? AND round>? AND round<=? "
             "ORDER BY round, client_id",
-            (run_id, since),
+            (run_id, since, until),
         ):
             rows.setdefault(row[0], []).append(ClientRound(*row[1:]))
         return rows

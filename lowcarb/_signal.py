@@ -1,14 +1,16 @@
 """The planning signal: expected intensity of every zone in every future slot.
 
-:class:`SignalSource` asks the provider (its own forecast where it reaches, a forecaster
-over its history beyond), and when that fails falls back, in order, to the last good
-signal it cached, to the configured fallback providers, and to the embedded default. Each
-answer says where every zone's values came from.
+:class:`SignalSource` asks the provider chain (:class:`~lowcarb._chain.ProviderChain`)
+zone by zone: each member's own forecast where it reaches, a forecaster over its history
+beyond. When the primary fails, the last good signal it gave stands in (its age said);
+then the chain's other members answer; zones nobody serves get a neutral stand-in or an
+error. Each answer says where every zone's values came from and why.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -17,12 +19,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from lowcarb._chain import Part, ProviderChain
 from lowcarb._forecast import Forecaster
 from lowcarb._provider import CarbonProvider
-from lowcarb._time import ensure_utc, floor_time
+from lowcarb._time import ensure_utc, floor_time, format_duration
 from lowcarb.exceptions import InvalidInputError, LowcarbError, UnknownZoneError
 
-__all__ = ["PlanningSignal", "SignalSource", "slot_means"]
+__all__ = ["UNKNOWN_ZONE_RULES", "PlanningSignal", "SignalSource", "slot_means"]
+
+#: What to do with zones no provider serves: a neutral stand-in, or refuse.
+UNKNOWN_ZONE_RULES = ("mean", "error")
 
 
 def slot_means(
@@ -65,11 +71,13 @@ class PlanningSignal:
         zones: Zone ids, the rows of ``intensity``.
         intensity: ``(zones, slots)`` expected gCO2eq/kWh.
         sources: How each zone's values were obtained (e.g. ``electricitymaps forecast``,
-            ``default (fallback) + profile forecaster``, ``cache``, ``mean of other zones``).
+            ``default (fallback) history + profile forecaster``, ``cache (2 h old)``,
+            ``mean of other zones``).
         provider: The provider that answered for most zones.
         issued_at: The decision time the signal was built for.
         fallback: A sentence when anything but the primary provider answered, else None.
         notes: Provenance notes (failures, repairs, synthetic data).
+        reasons: Per zone not answered by the primary: why.
     """
 
     zones: tuple[str, ...]
@@ -79,27 +87,41 @@ class PlanningSignal:
     issued_at: datetime
     fallback: str | None = None
     notes: tuple[str, ...] = field(default=())
+    reasons: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary (for decisions and the ledger)."""
-        return {
+        out: dict[str, Any] = {
             "provider": self.provider,
             "issued_at": self.issued_at.isoformat(),
             "fallback": self.fallback,
             "sources": dict(self.sources),
             "notes": list(self.notes),
         }
+        if self.reasons:
+            out["reasons"] = dict(self.reasons)
+        return out
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One member's (or the cache's) values for some zones, before slot averaging."""
+
+    values: pd.DataFrame
+    step: timedelta
+    method: str
 
 
 class SignalSource:
-    """Builds planning signals from a provider chain, a forecaster and a cache.
+    """Builds planning signals from a provider chain and a forecaster.
+
+    Safe to share between threads: its caches are guarded by a lock.
 
     Args:
-        provider: The primary provider.
+        chain: The providers, primary first.
         forecaster: Forecasts from history. With ``use_provider_forecast`` it only fills
-            the part of the horizon the provider's own forecast does not reach.
-        fallbacks: Providers tried, in order, for zones the primary cannot answer.
-        use_provider_forecast: Use the provider's own forecast where it reaches (unless it
+            the part of the horizon a provider's own forecast does not reach.
+        use_provider_forecast: Use a provider's own forecast where it reaches (unless it
             is perfect foresight, e.g. a replayed file).
         unknown_zone: For zones no provider serves: ``mean`` (the mean of the other zones,
             so such clients are neither favoured nor penalised) or ``error``.
@@ -107,35 +129,25 @@ class SignalSource:
 
     def __init__(
         self,
-        provider: CarbonProvider,
+        chain: ProviderChain,
         *,
         forecaster: Forecaster,
-        fallbacks: Sequence[CarbonProvider] = (),
         use_provider_forecast: bool = True,
         unknown_zone: str = "mean",
     ) -> None:
-        if unknown_zone not in ("mean", "error"):
+        if unknown_zone not in UNKNOWN_ZONE_RULES:
             raise InvalidInputError(f"unknown_zone={unknown_zone!r}: use 'mean' or 'error'")
-        self.provider = provider
+        self.chain = chain
         self.forecaster = forecaster
-        self.fallbacks = tuple(fallbacks)
         self.use_provider_forecast = use_provider_forecast
         self.unknown_zone = unknown_zone
-        # Per zone: what was observed (the forecaster's history, extended round by round
-        # so a provider is asked only for the intervals it has not given yet) and the last
-        # good forecast; both serve as the fallback when the provider fails.
-        self._observed: dict[tuple[str, ...], tuple[pd.DataFrame, pd.Timestamp]] = {}
-        self._forecasts: dict[str, pd.Series] = {}
-        self._served: dict[int, frozenset[str]] = {}
-
-    def _serves(self, provider: CarbonProvider) -> frozenset[str]:
-        key = id(provider)
-        if key not in self._served:
-            try:
-                self._served[key] = frozenset(provider.served_zones())
-            except LowcarbError:
-                return frozenset()
-        return self._served[key]
+        # Per member and zones: what was observed (the forecaster's history, extended
+        # round by round so a provider is asked only for the intervals it has not given
+        # yet). Per zone: the last good forecast and when it was made; both stand in when
+        # the primary fails.
+        self._observed: dict[tuple[int, tuple[str, ...]], tuple[pd.DataFrame, pd.Timestamp]] = {}
+        self._forecasts: dict[str, tuple[pd.Series, datetime]] = {}
+        self._lock = threading.RLock()
 
     def signal(
         self, zones: Sequence[str], now: datetime, starts: pd.DatetimeIndex, length: timedelta
@@ -143,7 +155,7 @@ class SignalSource:
         """Expected intensity of each zone over each slot.
 
         Args:
-            zones: Distinct zone ids.
+            zones: Distinct canonical zone ids (see :meth:`ProviderChain.canonical`).
             now: The decision time (UTC); nothing later is observed.
             starts: Slot starts (UTC), the first at or after ``now``'s interval.
             length: Slot length (a round's duration).
@@ -153,52 +165,47 @@ class SignalSource:
         """
         now = ensure_utc(now, "now")
         end = starts[-1] + pd.Timedelta(length)
-        remaining = list(dict.fromkeys(zones))
-        frames: list[tuple[pd.DataFrame, timedelta]] = []
+        asked = list(dict.fromkeys(zones))
+        position = self.chain.members.index
+        with self._lock:
+            fanout = self.chain.each(
+                asked,
+                lambda member, mine: self._fetch(position(member), member, mine, now, end),
+                rescue=lambda mine: self._from_cache(mine, now, end),
+            )
+        frames: list[_Frame] = []
+        known: list[str] = []
         sources: dict[str, str] = {}
-        notes: list[str] = []
         fallback: list[str] = []
-        chain = [self.provider, *self.fallbacks]
-        failure: LowcarbError | None = None
-        for position, provider in enumerate(chain):
-            serve = [z for z in remaining if z in self._serves(provider)]
-            if not serve:
+        for part in fanout.parts:
+            frames.append(part.value)
+            known += part.zones
+            if part.position < 0:
+                sources.update(dict.fromkeys(part.zones, part.value.method))
+                fallback.append(f"last good signal cached for {', '.join(part.zones)}")
                 continue
-            try:
-                frame, method = self._fetch(provider, serve, now, end)
-                step = provider.capabilities.resolution
-            except LowcarbError as exc:
-                notes.append(f"{provider.name} failed: {exc}")
-                failure = failure or exc
-                if position == 0:
-                    cached = self._from_cache(serve, now, end)
-                    if cached is not None:
-                        frames.append(cached)
-                        sources.update(dict.fromkeys(serve, "cache"))
-                        fallback.append(f"last good signal cached for {', '.join(serve)}")
-                        remaining = [z for z in remaining if z not in serve]
-                continue
-            frames.append((frame, step))
-            label = provider.name + (" (fallback)" if position else "")
-            sources.update(dict.fromkeys(serve, f"{label} {method}"))
-            if position:
-                fallback.append(f"{provider.name} answered for {', '.join(serve)}")
-            for column in frame.columns:
-                self._forecasts[column] = frame[column]
-            remaining = [z for z in remaining if z not in serve]
+            label = part.source + (" (fallback)" if part.position else "")
+            sources.update(dict.fromkeys(part.zones, f"{label} {part.value.method}"))
+            if part.position:
+                fallback.append(f"{part.source} answered for {', '.join(part.zones)}")
 
         # Each provider's values are averaged over the slots at its own resolution.
-        rows = [slot_means(frame, step, starts, length) for frame, step in frames]
-        known = [z for frame, _ in frames for z in frame.columns]
+        rows = [
+            slot_means(f.values[list(p.zones)], f.step, starts, length)
+            for f, p in zip(frames, fanout.parts, strict=True)
+        ]
         matrix = np.vstack(rows) if rows else np.empty((0, len(starts)))
+        remaining = list(fanout.missing)
+        by_primary = {z for p in fanout.parts if p.position == 0 for z in p.zones}
+        reasons = {z: why for z, why in fanout.reasons.items() if z not in by_primary}
         if remaining:
-            if failure is not None and not known:
-                raise failure
+            if fanout.error is not None and not known:
+                raise fanout.error
             if self.unknown_zone == "error" or not known:
                 raise UnknownZoneError(
                     remaining[0],
                     [],
-                    where=self.provider.name,
+                    where=self.chain.name,
                     detail="no provider in the chain serves it and no signal is cached",
                 )
             # Neutral stand-in: such clients are neither favoured nor penalised.
@@ -206,21 +213,27 @@ class SignalSource:
             known += remaining
             sources.update(dict.fromkeys(remaining, "mean of other zones"))
             fallback.append(f"no signal for {', '.join(remaining)}: mean of the other zones")
-        order = [known.index(z) for z in dict.fromkeys(zones)]
+        order = [known.index(z) for z in asked]
         answered = [s.split(" ")[0] for s in sources.values()]
         return PlanningSignal(
-            zones=tuple(dict.fromkeys(zones)),
+            zones=tuple(asked),
             intensity=matrix[order],
             sources=sources,
             provider=max(set(answered), key=answered.count),
             issued_at=now,
             fallback="; ".join(fallback) or None,
-            notes=tuple(notes),
+            notes=fanout.notes,
+            reasons=reasons,
         )
 
     def _fetch(
-        self, provider: CarbonProvider, zones: list[str], now: datetime, end: datetime
-    ) -> tuple[pd.DataFrame, str]:
+        self,
+        position: int,
+        provider: CarbonProvider,
+        zones: list[str],
+        now: datetime,
+        end: datetime,
+    ) -> _Frame:
         caps = provider.capabilities
         step = caps.resolution
         first = floor_time(now, step)
@@ -234,25 +247,34 @@ class SignalSource:
             if not series.perfect_foresight:
                 own = series.values.reindex(targets)
         if own is not None and not own.isna().to_numpy().any():
-            return own, "forecast"
-        if not caps.history:
-            raise LowcarbError(f"{provider.name} gives no history to forecast from")
-        history = self._history(provider, zones, first, step)
-        predicted = self.forecaster.predict(history, now, targets)
-        if own is not None:
-            predicted = own.combine_first(predicted)
-            return predicted, f"forecast + {self.forecaster.name} forecaster"
-        return predicted, f"history + {self.forecaster.name} forecaster"
+            frame, method = own, "forecast"
+        else:
+            if not caps.history:
+                raise LowcarbError(f"{provider.name} gives no history to forecast from")
+            history = self._history(position, provider, zones, first, step)
+            frame = self.forecaster.predict(history, now, targets)
+            method = f"history + {self.forecaster.name} forecaster"
+            if own is not None:
+                frame = own.combine_first(frame)
+                method = f"forecast + {self.forecaster.name} forecaster"
+        for column in frame.columns:
+            self._forecasts[column] = (frame[column], now)
+        return _Frame(frame, step, method)
 
     def _history(
-        self, provider: CarbonProvider, zones: list[str], first: datetime, step: timedelta
+        self,
+        position: int,
+        provider: CarbonProvider,
+        zones: list[str],
+        first: datetime,
+        step: timedelta,
     ) -> pd.DataFrame:
         """Observed values of ``[first - lookback, first)``, fetching only what is new."""
         lookback = self.forecaster.lookback
         if lookback <= timedelta(0):  # forecasters that read no history (the oracle)
             return pd.DataFrame(columns=zones, index=pd.DatetimeIndex([], tz="UTC"))
         start, stop = pd.Timestamp(first - lookback), pd.Timestamp(first)
-        key = tuple(zones)
+        key = (position, tuple(zones))
         cached, since = self._observed.get(key, (None, stop))
         # The cache covers the window when it was asked from the window's start or earlier
         # (a provider may hold less history than that; asking again would not help).
@@ -268,43 +290,52 @@ class SignalSource:
         self._observed[key] = (cached, start)
         return cached[cached.index < stop]
 
-    def _from_cache(
-        self, zones: list[str], now: datetime, end: datetime
-    ) -> tuple[pd.DataFrame, timedelta] | None:
+    def _from_cache(self, zones: list[str], now: datetime, end: datetime) -> Part[_Frame] | None:
         """The last good forecast, extended by the forecaster over the observed history."""
         if not all(z in self._forecasts for z in zones):
             return None
-        frame = pd.concat({z: self._forecasts[z] for z in zones}, axis=1)
+        frame = pd.concat({z: self._forecasts[z][0] for z in zones}, axis=1)
+        made = min(self._forecasts[z][1] for z in zones)
         step = frame.index[1] - frame.index[0] if len(frame.index) > 1 else pd.Timedelta(hours=1)
         first = floor_time(now, step.to_pytimedelta())
         targets = pd.date_range(first, end, freq=step, inclusive="left", name="start")
         covered = frame.reindex(targets)
-        if not covered.isna().to_numpy().any():
-            return covered, step.to_pytimedelta()
-        observed = {z: f[z] for f, _ in self._observed.values() for z in f.columns if z in zones}
-        if len(observed) < len(zones):
-            return None
-        past = pd.concat(observed, axis=1)[zones]
-        predicted = self.forecaster.predict(past, now, targets)
-        return covered.combine_first(predicted), step.to_pytimedelta()
+        if covered.isna().to_numpy().any():
+            observed = {
+                z: f[z] for f, _ in self._observed.values() for z in f.columns if z in zones
+            }
+            if len(observed) < len(zones):
+                return None
+            past = pd.concat(observed, axis=1)[zones]
+            covered = covered.combine_first(self.forecaster.predict(past, now, targets))
+        minute = timedelta(minutes=1)
+        age = format_duration(floor_time(now, minute) - floor_time(made, minute))
+        method = f"cache ({age} old)"
+        return Part("cache", -1, tuple(zones), _Frame(covered, step.to_pytimedelta(), method))
 
     def actual(
         self, zones: Sequence[str], start: datetime, end: datetime
     ) -> dict[str, float] | None:
-        """Mean measured intensity of each zone over ``[start, end)``, if the provider has it."""
-        provider = self.provider
-        if not provider.capabilities.history:
-            return None
-        step = provider.capabilities.resolution
-        served = [z for z in dict.fromkeys(zones) if z in self._serves(provider)]
-        if not served:
-            return None
-        try:
-            series = provider.history(served, floor_time(start, step), end)
-        except LowcarbError:
-            return None
-        frame = series.values.ffill().bfill()
-        if frame.empty or frame.isna().to_numpy().any():
-            return None
-        means = slot_means(frame, step, pd.DatetimeIndex([pd.Timestamp(start)]), end - start)[:, 0]
-        return dict(zip(frame.columns, means.tolist(), strict=True))
+        """Mean measured intensity of each zone over ``[start, end)``, where it is known.
+
+        Each zone is read from the first member of the chain that serves it; a member
+        without history, or a synthetic fallback (no measurement), leaves it unknown.
+        None when no zone's value can be had.
+        """
+        primary = self.chain.members[0]
+
+        def measured(provider: CarbonProvider, mine: list[str]) -> dict[str, float]:
+            caps = provider.capabilities
+            if not caps.history or (caps.synthetic and provider is not primary):
+                return {}
+            step = provider.capabilities.resolution
+            frame = provider.history(mine, floor_time(start, step), end).values.ffill().bfill()
+            if frame.empty or frame.isna().to_numpy().any():
+                raise LowcarbError(f"{provider.name} has no values for the round")
+            span = pd.DatetimeIndex([pd.Timestamp(start)])
+            means = slot_means(frame, step, span, end - start)[:, 0]
+            return dict(zip(frame.columns, means.tolist(), strict=True))
+
+        fanout = self.chain.each(list(dict.fromkeys(zones)), measured)
+        found = {z: v for part in fanout.parts for z, v in part.value.items()}
+        return found or None

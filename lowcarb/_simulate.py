@@ -23,9 +23,10 @@ from lowcarb._clock import ManualClock
 from lowcarb._energy import Client, EnergyModel
 from lowcarb._engine import SelectionEngine
 from lowcarb._forecast import Forecaster, NoisyForecaster, OracleForecaster, get_forecaster
-from lowcarb._ledger import Ledger
 from lowcarb._provider import CarbonProvider
+from lowcarb._registry import get_provider_class
 from lowcarb._signal import slot_means
+from lowcarb._spec import EngineSpec
 from lowcarb._time import ensure_utc, format_duration
 from lowcarb.exceptions import InvalidInputError, NoDataError, UnknownZoneError
 
@@ -308,37 +309,38 @@ def _clients(scenario: Scenario, rng: np.random.Generator, slot: timedelta) -> l
 def _open_source(
     scenario: Scenario, clock: ManualClock
 ) -> tuple[CarbonProvider, pd.DataFrame, str]:
-    """The provider the engines read, and the true trace over the window plus lookback."""
-    from lowcarb.backends import DefaultProvider, FileProvider
+    """The provider the engines read, and the true trace over the window plus lookback.
 
+    Both come from the registry: the embedded ``default`` (synthetic) or the ``file``
+    provider over ``--data``. The truth is the same provider's history read with a clock
+    at the window's end.
+    """
     lookback = timedelta(days=14)
     first, end = scenario.start - lookback, scenario.end + scenario.slot
-    provider: CarbonProvider
     if scenario.data is None:
-        provider = DefaultProvider(seed=scenario.provider_seed, clock=clock)
-        missing = [z for z in scenario.zones if z not in provider.served_zones()]
-        if missing:
-            raise UnknownZoneError(
-                missing[0], [], where="the default provider", detail="use --data for other zones"
-            )
-        truth = DefaultProvider(seed=scenario.provider_seed).trace(list(scenario.zones), first, end)
-        label = "default provider (synthetic)"
+        name, options = "default", {"seed": scenario.provider_seed}
+        where, label = "the default provider", "default provider (synthetic)"
     else:
-        provider = FileProvider(path=scenario.data, clock=clock)
-        served = provider.served_zones()
-        missing = [z for z in scenario.zones if z not in served]
-        if missing:
-            raise UnknownZoneError(
-                missing[0], [], where=str(scenario.data), detail=f"the data has {', '.join(served)}"
-            )
-        try:
-            truth = provider.history(list(scenario.zones), first, end)
-        except NoDataError as exc:
-            raise NoDataError(
-                f"the window {scenario.start:%Y-%m-%dT%H:%MZ} + {scenario.window_hours:g} h, with "
-                f"{format_duration(lookback)} of history before it, is not inside the data: {exc}"
-            ) from None
-        label = f"file {scenario.data}"
+        name, options = "file", {"path": scenario.data}
+        where, label = str(scenario.data), f"file {scenario.data}"
+    cls = get_provider_class(name)
+    provider = cls(clock=clock, **options)
+    served = provider.served_zones()
+    missing = [z for z in scenario.zones if z not in served]
+    if missing:
+        detail = (
+            "use --data for other zones"
+            if scenario.data is None
+            else f"the data has {', '.join(served)}"
+        )
+        raise UnknownZoneError(missing[0], [], where=where, detail=detail)
+    try:
+        truth = cls(clock=ManualClock(end), **options).history(list(scenario.zones), first, end)
+    except NoDataError as exc:
+        raise NoDataError(
+            f"the window {scenario.start:%Y-%m-%dT%H:%MZ} + {scenario.window_hours:g} h, with "
+            f"{format_duration(lookback)} of history before it, is not inside the data: {exc}"
+        ) from None
     frame = truth.values.ffill().bfill()
     if frame.isna().to_numpy().any():
         raise NoDataError("a zone has no values at all in the window", provider=label)
@@ -395,27 +397,26 @@ def simulate(
 
         task = FederatedDigits(scenario.clients, seed=scenario.seed)
 
+    spec = EngineSpec(
+        rounds=rounds,
+        round_interval=slot,
+        energy=EnergyModel(round_time=slot),
+        deadline=None if scenario.deadline_hours is None else scenario.end,
+        fairness=scenario.fairness,
+        default_fallback=False,
+        seed=scenario.seed,
+    )
     results: dict[str, PolicyResult] = {}
     for name in scenario.policies:
         # Every policy replays the same window on its own clock.
         clock = ManualClock(scenario.start)
         provider.clock = clock
         forecaster = OracleForecaster(truth) if name == "oracle" else _forecaster(scenario, truth)
+        # In memory: a simulation never touches the configured ledger.
         engine = SelectionEngine(
             provider,
-            # In memory: a simulation never touches the configured ledger.
-            ledger=Ledger(),
-            policy=name,
-            forecaster=forecaster,
-            run_id=name,
-            rounds=rounds,
-            round_interval=slot,
-            energy=EnergyModel(round_time=slot),
-            deadline=None if scenario.deadline_hours is None else scenario.end,
-            fairness=scenario.fairness,
-            default_fallback=False,
+            spec=spec.replace(policy=name, forecaster=forecaster, run_id=name),
             clock=clock,
-            seed=scenario.seed,
         )
         weights = task.new_model() if task is not None else None
         selections: list[list[int]] = []

@@ -1,20 +1,17 @@
 """One selection engine per training task, for servers that run many tasks at once.
 
-:class:`TaskEngines` opens each task's :class:`SelectionEngine` on first use, with its own
-SQLite ledger file under a state directory, so that a restarted server continues every
-task with the same fairness state. A lock per task serializes the rounds of one task
-while different tasks decide in parallel. The latest decision of each task is kept in a
-small JSON file beside its ledger, so a round decided before a restart can still be
-completed (or its decision replayed to a caller that retries) after it.
+:class:`TaskEngines` opens each task's :class:`SelectionEngine` on first use, from one
+:class:`~lowcarb.EngineSpec`, with its own SQLite ledger file under a state directory,
+so that a restarted server continues every task with the same fairness state. A lock per
+task serializes the rounds of one task while different tasks decide in parallel. The
+ledger is the only record: a decided round can be replayed to a caller that retries, or
+completed, after any number of later rounds and after a restart.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import re
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,12 +19,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._config import Settings, load_settings
 from lowcarb._energy import Client
-from lowcarb._engine import ClientDecision, Decision, SelectionEngine
-from lowcarb._ledger import Ledger
+from lowcarb._engine import Decision, SelectionEngine
+from lowcarb._ledger import Ledger, RoundRecord
 from lowcarb._provider import CarbonProvider
+from lowcarb._spec import EngineSpec
 from lowcarb.exceptions import DataValidationError, InvalidInputError
 
 __all__ = [
@@ -36,7 +35,6 @@ __all__ = [
     "Selection",
     "TaskEngines",
     "check_task_id",
-    "decision_from_dict",
 ]
 
 # Letters, digits, '.', '_' and '-'; starts with a letter or digit, so no hidden files,
@@ -45,11 +43,9 @@ __all__ = [
 TASK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}"
 _TASK_ID = re.compile(TASK_ID_PATTERN)
 _LEDGER_SUFFIX = ".ledger.sqlite"
-_DECISION_SUFFIX = ".decision.json"
-#: Decisions per task kept in memory for completion and replay.
-_KEEP_DECISIONS = 16
 
-EngineFactory = Callable[[str, Ledger], SelectionEngine]
+#: Builds a task's spec from its id (the run id is set to the task id afterwards).
+SpecFactory = Callable[[str], EngineSpec]
 
 
 class RoundConflictError(InvalidInputError):
@@ -78,6 +74,11 @@ class Selection:
     replayed: bool
 
 
+def _check_round(round: object) -> None:
+    if isinstance(round, bool) or not isinstance(round, int) or round < 1:
+        raise InvalidInputError(f"round must be a positive integer, got {round!r}")
+
+
 def check_task_id(task_id: object) -> str:
     """Return ``task_id`` if it can name a task (and its files), else raise.
 
@@ -92,41 +93,23 @@ def check_task_id(task_id: object) -> str:
     return task_id
 
 
-def _when(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text)
-
-
-def decision_from_dict(data: Mapping[str, Any]) -> Decision:
-    """Rebuild a :class:`Decision` from its :meth:`Decision.to_dict` form.
-
-    Raises:
-        DataValidationError: If ``data`` is not a decision's dictionary.
-    """
-    try:
-        fields = dict(data)
-        fields["clients"] = tuple(ClientDecision(**c) for c in fields["clients"])
-        fields["selected"], fields["deferred"] = tuple(data["selected"]), tuple(data["deferred"])
-        for key in ("wait_until", "decided_at", "start", "end"):
-            fields[key] = _when(fields[key])
-        return Decision(**fields)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise DataValidationError(f"not a stored decision: {exc}") from None
-
-
 class TaskEngines:
     """A thread-safe registry of per-task selection engines.
 
     Args:
-        state_dir: Folder for each task's ledger (``<task>.ledger.sqlite``) and latest
-            decision (``<task>.decision.json``); None keeps every task in memory.
-        provider: The provider shared by every task: an instance, a registry name, or
-            None for the configured chain. Opened once, on the first task.
+        state_dir: Folder for each task's ledger (``<task>.ledger.sqlite``); None keeps
+            every task in memory.
+        spec: The training every task runs (its ``run_id`` becomes the task id, its
+            ``ledger`` the task's file); None: built from the configuration, or from
+            ``engine_options`` alone when ``provider`` is an instance.
+        provider: The provider (or chain) shared by every task: an instance, a registry
+            name, or None for the spec's chain. Opened once, on the first task.
         clock: Time source shared by every engine.
         settings: Settings to use instead of reading the configuration.
-        factory: Builds a task's engine from its id and ledger, replacing the default
-            ``SelectionEngine(provider, ledger=..., run_id=task_id, **engine_options)``.
-        **engine_options: Keyword arguments for each :class:`SelectionEngine` (``policy``,
-            ``rounds``, ``fairness``, ``energy``, ...).
+        spec_for: Builds a task's spec from its id, replacing ``spec`` (e.g. a model size
+            per task).
+        **engine_options: :class:`~lowcarb.EngineSpec` fields (``policy``, ``rounds``,
+            ``fairness``, ``energy``, ...) applied to ``spec``.
 
     Example:
         >>> engines = TaskEngines(provider="default")
@@ -139,10 +122,11 @@ class TaskEngines:
         self,
         state_dir: str | Path | None = None,
         *,
+        spec: EngineSpec | None = None,
         provider: CarbonProvider | str | None = None,
         clock: Clock | None = None,
         settings: Settings | None = None,
-        factory: EngineFactory | None = None,
+        spec_for: SpecFactory | None = None,
         **engine_options: Any,
     ) -> None:
         self.state_dir = None if state_dir is None else Path(state_dir)
@@ -150,16 +134,23 @@ class TaskEngines:
             if self.state_dir.exists() and not self.state_dir.is_dir():
                 raise InvalidInputError(f"state directory {self.state_dir} is not a directory")
             self.state_dir.mkdir(parents=True, exist_ok=True)
-        self._provider_arg = provider
-        self._provider: CarbonProvider | None = None
+        if isinstance(provider, str):
+            engine_options = {"provider": provider, "fallback": (), **engine_options}
+        if spec is None:
+            if isinstance(provider, CarbonProvider):
+                spec = EngineSpec(settings=settings, **engine_options)
+            else:
+                spec = EngineSpec.from_settings(settings or load_settings(), **engine_options)
+        elif engine_options:
+            spec = spec.replace(**engine_options)
+        self.spec = spec
+        self._provider_arg = provider if isinstance(provider, CarbonProvider) else None
+        self._provider: ProviderChain | None = None
         self._clock: Clock = clock or SystemClock()
-        self._settings = settings
-        self._factory = factory
-        self._options = engine_options
+        self._spec_for = spec_for
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._engines: dict[str, SelectionEngine] = {}
-        self._decisions: dict[str, OrderedDict[int, Decision]] = {}
         self._closed = False
 
     def __repr__(self) -> str:
@@ -174,21 +165,20 @@ class TaskEngines:
                 raise InvalidInputError("the task registry is closed")
             return self._locks.setdefault(task_id, threading.RLock())
 
-    def _shared_provider(self) -> CarbonProvider:
+    @property
+    def provider(self) -> ProviderChain:
+        """The provider chain shared by the tasks (opened on first use)."""
         with self._guard:
             if self._provider is None:
-                arg = self._provider_arg
-                if isinstance(arg, CarbonProvider):
-                    self._provider = arg
+                if self._provider_arg is not None:
+                    self._provider = ProviderChain.of(
+                        self._provider_arg,
+                        default_fallback=self.spec.default_fallback,
+                        clock=self._clock,
+                    )
                 else:
-                    settings = self._settings or load_settings()
-                    self._provider = settings.open_provider(arg, clock=self._clock)
+                    self._provider = self.spec.open_chain(clock=self._clock)
             return self._provider
-
-    @property
-    def provider(self) -> CarbonProvider:
-        """The provider shared by the tasks (opened on first use)."""
-        return self._shared_provider()
 
     @property
     def clock(self) -> Clock:
@@ -200,34 +190,25 @@ class TaskEngines:
         """Whether task state is kept on disk (a state directory is set)."""
         return self.state_dir is not None
 
-    def _path(self, task_id: str, suffix: str) -> Path | None:
-        return None if self.state_dir is None else self.state_dir / f"{task_id}{suffix}"
+    def spec_of(self, task_id: str) -> EngineSpec:
+        """The spec task ``task_id`` runs (its ledger set by the registry)."""
+        spec = self._spec_for(task_id) if self._spec_for is not None else self.spec
+        return spec.replace(run_id=task_id, ledger=None)
 
     def _open(self, task_id: str) -> SelectionEngine:
         engine = self._engines.get(task_id)
         if engine is not None:
             return engine
-        stored = self._load_decision(task_id)
-        ledger = Ledger(self._path(task_id, _LEDGER_SUFFIX))
+        path = None if self.state_dir is None else self.state_dir / f"{task_id}{_LEDGER_SUFFIX}"
+        ledger = Ledger(path)
         try:
-            if self._factory is not None:
-                engine = self._factory(task_id, ledger)
-            else:
-                engine = SelectionEngine(
-                    self._shared_provider(),
-                    ledger=ledger,
-                    run_id=task_id,
-                    clock=self._clock,
-                    settings=self._settings,
-                    **self._options,
-                )
+            engine = SelectionEngine(
+                self.provider, spec=self.spec_of(task_id), ledger=ledger, clock=self._clock
+            )
         except BaseException:
             ledger.close()
             raise
         self._engines[task_id] = engine
-        self._decisions[task_id] = OrderedDict()
-        if stored is not None:
-            self._decisions[task_id][stored.round] = stored
         return engine
 
     def get(self, task_id: str) -> SelectionEngine:
@@ -281,27 +262,21 @@ class TaskEngines:
             now: Decision time (UTC); defaults to the clock.
 
         Raises:
-            RoundConflictError: If ``round`` lies ahead of the next round, or names an old
-                round whose decision is no longer held.
+            RoundConflictError: If ``round`` lies ahead of the next round.
             InvalidInputError: For bad candidates or ``k`` (from the engine).
         """
-        task_id = check_task_id(task_id)
         with self.session(task_id) as engine:
             expected = engine.rounds_done + 1
             if round is not None:
-                if isinstance(round, bool) or not isinstance(round, int) or round < 1:
-                    raise InvalidInputError(f"round must be a positive integer, got {round!r}")
+                _check_round(round)
                 if round > expected:
                     raise RoundConflictError(
                         f"task {task_id!r} decides round {expected} next, not round {round}",
                         expected=expected,
                     )
                 if round < expected:
-                    return Selection(self._known(task_id, round, expected), replayed=True)
-            decision = engine.select(clients, k, now=now)
-            if decision.run_now:
-                self._remember(task_id, decision)
-            return Selection(decision, replayed=False)
+                    return Selection(self._known(engine, round, expected), replayed=True)
+            return Selection(engine.select(clients, k, now=now), replayed=False)
 
     def complete(
         self,
@@ -312,73 +287,45 @@ class TaskEngines:
         metrics: Mapping[str, float] | None = None,
         actual: Mapping[str, float] | None = None,
         excluded_energy_kwh: Mapping[str, float] | None = None,
-    ) -> Decision:
+        excluded_zones: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> RoundRecord:
         """Record a decided round's outcome (see :meth:`SelectionEngine.complete`).
 
         Returns:
-            The round's decision.
+            The round as recorded.
 
         Raises:
-            RoundConflictError: If the round was never decided or its decision is no
-                longer held.
+            RoundConflictError: If the round was never decided.
             InvalidInputError: For bad energies or a client that was not in the round.
         """
-        task_id = check_task_id(task_id)
         with self.session(task_id) as engine:
             expected = engine.rounds_done + 1
-            if isinstance(round, bool) or not isinstance(round, int) or round < 1:
-                raise InvalidInputError(f"round must be a positive integer, got {round!r}")
+            _check_round(round)
             if round >= expected:
                 raise RoundConflictError(
                     f"round {round} of task {task_id!r} has not been decided "
                     f"(next round: {expected})",
                     expected=expected,
                 )
-            decision = self._known(task_id, round, expected)
-            engine.complete(
-                decision,
+            return engine.complete(
+                self._known(engine, round, expected),
                 energy_kwh=energy_kwh,
                 metrics=metrics,
                 actual=actual,
                 excluded_energy_kwh=excluded_energy_kwh,
+                excluded_zones=excluded_zones,
+                details=details,
             )
-            return decision
 
-    def _known(self, task_id: str, round: int, expected: int) -> Decision:
-        decision = self._decisions[task_id].get(round)
-        if decision is None:
-            raise RoundConflictError(
-                f"round {round} of task {task_id!r} was decided, but its decision is no "
-                f"longer held (the last {_KEEP_DECISIONS} are, and after a restart only the "
-                f"latest); next round: {expected}",
-                expected=expected,
-            )
-        return decision
-
-    def _remember(self, task_id: str, decision: Decision) -> None:
-        held = self._decisions[task_id]
-        held[decision.round] = decision
-        while len(held) > _KEEP_DECISIONS:
-            held.popitem(last=False)
-        path = self._path(task_id, _DECISION_SUFFIX)
-        if path is not None:
-            # Write then rename: a crash leaves the old file or the new one, never half.
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps(decision.to_dict(), default=str), encoding="utf-8")
-            os.replace(tmp, path)
-
-    def _load_decision(self, task_id: str) -> Decision | None:
-        path = self._path(task_id, _DECISION_SUFFIX)
-        if path is None or not path.is_file():
-            return None
+    @staticmethod
+    def _known(engine: SelectionEngine, round: int, expected: int) -> Decision:
         try:
-            return decision_from_dict(json.loads(path.read_text(encoding="utf-8")))
-        except (json.JSONDecodeError, DataValidationError) as exc:
-            raise DataValidationError(
-                f"cannot read the latest decision ({exc}); the ledger is intact: delete this "
-                "file to continue (only replaying or completing that round needs it)",
-                str(path),
-            ) from exc
+            return engine.decision(round)
+        except DataValidationError:
+            raise  # a damaged ledger is not the caller's conflict
+        except InvalidInputError as exc:
+            raise RoundConflictError(str(exc), expected=expected) from None
 
     # -- lifecycle --------------------------------------------------------------------------
 

@@ -99,7 +99,7 @@ def create_app(
         engines: Per-task selection engines (the caller closes them).
         protocol: ``v2`` or ``develop``.
         limits: Frame size, connection and timeout limits.
-        state_dir: Where each task's ``<task>.rounds.jsonl`` aggregate log is written.
+        state_dir: Where each task's global model (``<task>.model.npz``) is kept.
         zone_map: Client name or id -> zone, for every task.
 
     Raises:
@@ -119,7 +119,7 @@ def create_app(
             task,
             engines,
             round_timeout=limits.round_timeout,
-            log_dir=state_dir,
+            state_dir=state_dir,
             zone_map=zone_map,
         )
         for tid, task in tasks.items()

@@ -4,9 +4,10 @@ The room is the part every protocol generation shares. Each round it asks the ta
 :class:`~lowcarb.SelectionEngine` (through :class:`~lowcarb._tasks.TaskEngines`) which of
 the connected clients train, accepts updates only from those, averages them (federated
 averaging with equal weights, as DISCO's server does) once every selected client still
-connected has sent one, and records the round in the ledger. Updates from clients that
-were not selected never enter an aggregate; the energy they spent anyway is added to the
-round's ledger metrics (``excluded_energy_kwh``, ``excluded_emissions_g``).
+connected has sent one, and records the round in the ledger: the aggregate itself (in
+the round's details) and the energy that clients left out spent anyway, which the core
+prices. Updates from clients that were not selected never enter an aggregate. Only the
+global model is kept beside the ledger (``<task>.model.npz``).
 
 Held clients (generations that can pause) follow a strict pause/resume discipline: a
 client is paused at most once before it is resumed.
@@ -15,7 +16,6 @@ client is paused at most once before it is resumed.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import time
@@ -42,6 +42,8 @@ log = logging.getLogger("lowcarb.disco")
 
 #: Seconds before a failed decision (provider trouble) is tried again.
 _RETRY_DECISION_S = 5.0
+#: Where a round's aggregate is kept in the ledger's round details.
+_DETAILS_KEY = "disco"
 
 
 class Outcome(Enum):
@@ -109,6 +111,21 @@ class Aggregate:
             out[key] = list(out[key])
         return out
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Aggregate:
+        """Rebuild an aggregate from its :meth:`to_dict` form (as the ledger keeps it).
+
+        Raises:
+            DataValidationError: If ``data`` is not an aggregate.
+        """
+        try:
+            fields = dict(data)
+            for key in ("selected", "contributors", "missing"):
+                fields[key] = tuple(fields[key])
+            return cls(**fields)
+        except (KeyError, TypeError) as exc:
+            raise DataValidationError(f"not a recorded aggregate: {exc}") from None
+
 
 @dataclass
 class _Open:
@@ -143,14 +160,14 @@ class TaskRoom:
         engines: TaskEngines,
         *,
         round_timeout: float = 300.0,
-        log_dir: Path | None = None,
+        state_dir: Path | None = None,
         zone_map: Mapping[str, str] | None = None,
     ) -> None:
         self.task = task
         self.zone_map = dict(zone_map or {})
         self.engines = engines
         # Held here: reaching it through the engine would wait for a decision in progress.
-        self._provider = engines.get(task.id).provider
+        self._provider = engines.provider
         self.round_timeout = round_timeout
         self.shapes = task.artifacts.shapes
         self.weights: list[np.ndarray] = task.artifacts.weights()
@@ -161,40 +178,11 @@ class TaskRoom:
         self._pending: dict[str, list[np.ndarray]] = {}
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
-        self._log = None if log_dir is None else log_dir / f"{task.id}.rounds.jsonl"
-        self._model = None if log_dir is None else log_dir / f"{task.id}.model.npz"
+        self._model = None if state_dir is None else state_dir / f"{task.id}.model.npz"
         self._restore()
 
-    def _read_log(self) -> list[dict[str, Any]]:
-        """The logged aggregates; drops half a line left by a crash mid-append."""
-        if self._log is None or not self._log.is_file():
-            return []
-        raw = self._log.read_bytes()
-        lines = raw.split(b"\n")
-        entries = []
-        for number, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                entries.append(json.loads(line))
-            except ValueError:
-                if number == len(lines):  # no newline after it: the append was cut short
-                    log.warning("%s: dropping an unfinished last line", self._log)
-                    with self._log.open("r+b") as handle:
-                        handle.truncate(len(raw) - len(line))
-                    break
-                raise DataValidationError(
-                    f"line {number} is not a logged aggregate", str(self._log)
-                ) from None
-        else:
-            if lines[-1].strip():  # a whole record whose newline was not written
-                with self._log.open("ab") as handle:
-                    handle.write(b"\n")
-        return entries
-
     def _restore(self) -> None:
-        """Continue from the saved global model and the aggregates that led to it."""
-        logged = self._read_log()
+        """Continue from the saved global model and the aggregates the ledger holds."""
         if self._model is None or not self._model.is_file():
             return
         try:
@@ -211,11 +199,13 @@ class TaskRoom:
                 str(self._model),
             )
         self.round, self.weights = round_, weights
-        for entry in logged:
-            if entry["contributors"] and entry["round"] <= round_:
-                for key in ("selected", "contributors", "missing"):
-                    entry[key] = tuple(entry[key])
-                self.history.append(Aggregate(**entry))
+        for record in self.engines.get(self.task.id).records():
+            entry = record.details.get(_DETAILS_KEY)
+            if not isinstance(entry, dict) or not entry.get("contributors"):
+                continue
+            aggregate = Aggregate.from_dict(entry)
+            if aggregate.round <= round_:
+                self.history.append(aggregate)
         log.info("task %s: resumed at round %d", self.task.id, self.round)
 
     def _save(self) -> None:
@@ -501,35 +491,25 @@ class TaskRoom:
         await self._decide()
 
     async def _account(self, decision: Decision, record: Aggregate) -> None:
-        """Complete the engine's round; log the aggregate (never lost on a ledger error)."""
-        excluded_kwh = excluded_g = 0.0
-        # Candidates of the decision go into the footprint of the run (the engine's
-        # account); late joiners, unknown to the decision, only into these metrics.
-        spent: dict[str, float] = {}
+        """Complete the engine's round with the aggregate and the energy spent outside it."""
         by_id = {c.id: c for c in decision.clients}
-        zone_intensity = {c.zone: c.intensity_g_per_kwh for c in decision.clients}
-        mean_intensity = float(np.mean([c.intensity_g_per_kwh for c in decision.clients]))
         engine = self.engines.get(self.task.id)
+        # Energy is the adapter's to estimate (updates x one round's energy); its carbon
+        # is the core's to price. Clients that joined after the decision bring their zone.
+        spent: dict[str, float] = {}
+        zones: dict[str, str] = {}
         for cid, updates in record.excluded.items():
             known = by_id.get(cid)
-            if known is not None:
-                kwh, intensity = known.energy_kwh, known.intensity_g_per_kwh
-                spent[cid] = updates * kwh
-            else:  # joined after the decision: the task's energy model, its zone's signal
+            spent[cid] = updates * (known.energy_kwh if known else engine.energy.energy_kwh())
+            if known is None:
                 member = self.members.get(cid)
-                kwh = engine.energy.energy_kwh()
-                zone = member.zone if member else ""
-                intensity = zone_intensity.get(zone, mean_intensity)
-            excluded_kwh += updates * kwh
-            excluded_g += updates * kwh * intensity
+                zones[cid] = member.zone if member else "unknown"
         metrics = {
             "disco_round": float(record.round),
             "contributors": float(len(record.contributors)),
             "missing": float(len(record.missing)),
             "stale_updates": float(record.stale),
             "excluded_updates": float(sum(record.excluded.values())),
-            "excluded_energy_kwh": excluded_kwh,
-            "excluded_emissions_g": excluded_g,
         }
         # A round that ended without any update (typically the one opened after the last
         # aggregate, when the clients had finished) trained nothing: its selected clients
@@ -543,13 +523,12 @@ class TaskRoom:
                     energy_kwh=energy,
                     metrics=metrics,
                     excluded_energy_kwh=spent,
+                    excluded_zones=zones,
+                    details={_DETAILS_KEY: record.to_dict()},
                 )
             )
         except LowcarbError as exc:
             log.error("task %s: could not complete round %d: %s", self.task.id, decision.round, exc)
-        if self._log is not None:
-            with self._log.open("a", encoding="utf-8") as handle:
-                handle.write(json.dumps(record.to_dict(), sort_keys=True) + "\n")
 
     async def close(self) -> None:
         """Stop the timers (the ledger is closed by the engines' owner)."""

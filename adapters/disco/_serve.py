@@ -6,12 +6,10 @@ import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from lowcarb._clock import Clock
-from lowcarb._engine import SelectionEngine
-from lowcarb._ledger import Ledger
 from lowcarb._provider import CarbonProvider
+from lowcarb._spec import EngineSpec
 from lowcarb._tasks import TaskEngines
 from lowcarb.adapters.disco._app import GENERATIONS, BridgeLimits, create_app
 from lowcarb.adapters.disco._taskdir import BridgeTask, load_tasks
@@ -28,49 +26,37 @@ def open_engines(
     provider: CarbonProvider,
     *,
     protocol: str,
+    spec: EngineSpec | None = None,
     state_dir: str | Path | None = None,
-    policy: str = "lowcarb",
-    unknown_zone: str = "mean",
-    seed: int = 0,
     clock: Clock | None = None,
-    **engine_options: Any,
 ) -> TaskEngines:
     """One engine per task, each with its task's energy model and its own ledger file.
 
     Args:
         tasks: The tasks served.
-        provider: The carbon provider shared by every task.
+        provider: The carbon provider (or chain) shared by every task.
         protocol: The generation served (sizes the model transfer for the energy model).
-        state_dir: Folder for ledgers and aggregate logs; None keeps them in memory.
-        policy: Selection policy name.
-        unknown_zone: ``mean`` or ``error`` for zones without a signal.
-        seed: Seeds the engines' tie-breaking.
+        spec: What every task shares (policy, fairness, seed, unknown zones, ...); each
+            task sets its energy model, rounds and round length.
+        state_dir: Folder for ledgers and saved models; None keeps them in memory.
         clock: Time source (wall clock by default).
-        **engine_options: More :class:`SelectionEngine` keyword arguments.
     """
     generation = GENERATIONS[protocol]()
+    base = spec or EngineSpec()
 
-    def factory(task_id: str, ledger: Ledger) -> SelectionEngine:
+    def spec_for(task_id: str) -> EngineSpec:
         task = tasks[task_id]
         encoded = generation.encode_weights(task.artifacts.weights())
         interval = timedelta(seconds=task.settings.round_seconds)
-        return SelectionEngine(
-            provider,
-            ledger=ledger,
-            run_id=task_id,
-            policy=policy,
+        return base.replace(
             energy=task.settings.energy(len(encoded)),
             rounds=task.settings.rounds,
             round_interval=interval,
             # DISCO rounds last seconds to minutes: plan a bounded number of them ahead.
             horizon=interval * _PLANNED_ROUNDS,
-            unknown_zone=unknown_zone,
-            seed=seed,
-            clock=clock,
-            **engine_options,
         )
 
-    return TaskEngines(state_dir, provider=provider, clock=clock, factory=factory)
+    return TaskEngines(state_dir, spec=base, provider=provider, clock=clock, spec_for=spec_for)
 
 
 def load_zone_map(path: str | Path) -> dict[str, str]:
@@ -101,8 +87,7 @@ def serve(
     state_dir: str | Path | None = None,
     limits: BridgeLimits | None = None,
     zone_map: Mapping[str, str] | None = None,
-    policy: str = "lowcarb",
-    seed: int = 0,
+    spec: EngineSpec | None = None,
     log_level: str = "info",
 ) -> None:
     """Serve the tasks of ``tasks_dir`` until interrupted (binds loopback by default).
@@ -115,9 +100,7 @@ def serve(
     limits = limits or BridgeLimits()
     tasks = load_tasks(tasks_dir, protocol)
     state = None if state_dir is None else Path(state_dir)
-    engines = open_engines(
-        tasks, provider, protocol=protocol, state_dir=state, policy=policy, seed=seed
-    )
+    engines = open_engines(tasks, provider, protocol=protocol, spec=spec, state_dir=state)
     try:
         for task_id in tasks:
             engines.get(task_id)  # open every ledger now: a bad state dir fails at start

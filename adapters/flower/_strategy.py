@@ -368,13 +368,10 @@ class CarbonAwareStrategy(Strategy):
             for k, v in (metrics or {}).items()
             if isinstance(v, int | float) and math.isfinite(v)
         }
-        self.engine.complete(decision, energy_kwh=measured or None, metrics=scalars)
+        record = self.engine.complete(decision, energy_kwh=measured or None, metrics=scalars)
         if self.simulated_time and isinstance(clock, ManualClock):
             clock.set(max(clock.now(), decision.start + self.engine.round_interval))
-        record = self.engine.ledger.rounds(self.engine.run_id, since=decision.round - 1)[0]
-        random_g = record.random_actual_g
-        if random_g is None:
-            random_g = record.random_expected_g
+        random_g = record.random_g
         out: dict[str, int | float] = {
             "lowcarb-emissions-g": record.emissions_g,
             "lowcarb-energy-kwh": record.energy_kwh,
@@ -427,21 +424,9 @@ class CarbonAwareStrategy(Strategy):
             main = self.engine
             self._evaluator = SelectionEngine(
                 main.provider,
-                policy=main.policy,
-                forecaster=main.forecaster,
+                spec=main.spec.replace(run_id=f"{main.run_id}/evaluate"),
                 ledger=main.ledger,
-                run_id=f"{main.run_id}/evaluate",
-                rounds=main.rounds,
-                round_interval=main.round_interval,
-                energy=main.energy,
-                fairness=main.fairness,
-                utility_price=main.utility_price,
-                horizon=main.horizon,
-                fallbacks=main.source.fallbacks,
-                default_fallback=False,  # main's chain already ends with it when wanted
-                unknown_zone=main.source.unknown_zone,
                 clock=main.clock,
-                seed=main.seed,
             )
         return self._evaluator
 

@@ -2,7 +2,7 @@
 
 Every route answers JSON. Refusals carry ``{"error": ..., "field": ...}`` with the field
 to blame (or null), so a client in any language can point at its mistake. The engine's
-work runs in Starlette's thread pool; :class:`~lowcarb._tasks.TaskEngines` serializes the
+work runs in Starlette's thread pool; :class:`~lowcarb.TaskEngines` serializes the
 rounds of one task and lets different tasks decide in parallel.
 """
 
@@ -28,7 +28,6 @@ from starlette.routing import Route
 
 from lowcarb._energy import Client
 from lowcarb._engine import Decision
-from lowcarb._forecast import get_forecaster
 from lowcarb._signal import SignalSource
 from lowcarb._tasks import RoundConflictError, TaskEngines, check_task_id
 from lowcarb._time import floor_time
@@ -260,7 +259,7 @@ class _Service:
         if task not in self.engines.tasks():
             raise RequestError(f"unknown task {task!r}", field="task", status=404)
         try:
-            self.engines.complete(
+            record = self.engines.complete(
                 task,
                 number,
                 energy_kwh=body.get("energy_kwh"),
@@ -275,8 +274,6 @@ class _Service:
             # the values): of a client that did not take part, or was not left out.
             field = "excluded_energy_kwh" if "excluded energy" in str(exc) else "energy_kwh"
             raise RequestError(str(exc), field=field) from None
-        engine = self.engines.get(task)
-        record = engine.ledger.rounds(task, since=number - 1)[0]
         return {
             "task": task,
             "round": number,
@@ -317,17 +314,13 @@ class _Service:
         return JSONResponse(await run_in_threadpool(self._forecast, asked, hours))
 
     def _source(self) -> SignalSource:
+        # The tasks' own chain and forecaster; a zone nobody serves is the caller's error.
         if self._signal is None:
-            provider = self.engines.provider
-            fallbacks = []
-            if provider.name != "default":
-                from lowcarb.backends import DefaultProvider
-
-                fallbacks.append(DefaultProvider(clock=self.engines.clock))
+            spec = self.engines.spec
             self._signal = SignalSource(
-                provider,
-                forecaster=get_forecaster("best"),
-                fallbacks=fallbacks,
+                self.engines.provider,
+                forecaster=spec.build_forecaster(),
+                use_provider_forecast=spec.forecaster is None,
                 unknown_zone="error",
             )
         return self._signal
@@ -476,7 +469,7 @@ def create_app(
         A Starlette application; run it with uvicorn, or ``lowcarb serve``.
 
     Example:
-        >>> from lowcarb._tasks import TaskEngines
+        >>> from lowcarb import TaskEngines
         >>> app = create_app(TaskEngines(provider="default"))
         >>> sorted(r.path for r in app.routes)[:2]
         ['/v1/complete', '/v1/forecast']

@@ -170,7 +170,7 @@ def test_credentials_from_file(tmp_path):
         environ={"LOWCARB_SECRETGRID_TOKEN_FILE": str(secret)},
         cwd=tmp_path,
     )
-    assert s.open_provider().token == "from-a-file-0123456789"
+    assert s.open_provider("secretgrid").token == "from-a-file-0123456789"
     with pytest.raises(MissingCredentialError, match="cannot be read"):
         load_settings(
             {"provider": "secretgrid"},

@@ -9,12 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lowcarb import ManualClock
+from lowcarb import EngineSpec, ManualClock
 from lowcarb._energy import Client, EnergyModel
 from lowcarb._engine import SelectionEngine
 from lowcarb._forecast import OracleForecaster
 from lowcarb._provider import Capabilities, CarbonProvider
 from lowcarb._series import IntensitySeries
+from lowcarb.backends import DefaultProvider
 from lowcarb.exceptions import (
     ConfigurationError,
     InvalidInputError,
@@ -233,8 +234,9 @@ def test_provider_outage_falls_back_to_cache_then_fallback_then_default(table, c
     table.fail = True
     clock.advance(HOUR)
     cached = engine.select(_clients(), k=2)
-    assert cached.signal["sources"]["DE"] == "cache"
+    assert cached.signal["sources"]["DE"] == "cache (1 h old)"
     assert "cached" in (cached.fallback or "")
+    assert "table failed" in cached.signal["reasons"]["DE"]
     assert any("connection refused" in note for note in cached.signal["notes"])
     assert "signal fallback" in cached.reason
 
@@ -470,3 +472,24 @@ def test_each_provider_is_averaged_at_its_own_resolution(clock) -> None:
     )
     assert signal.intensity[0].tolist() == pytest.approx([60.0] * 4)
     assert signal.intensity[1].tolist() == pytest.approx([100.0, 300.0, 100.0, 300.0])
+
+
+def test_zone_names_are_canonical_where_the_chain_is_entered(clock) -> None:
+    engine = SelectionEngine(DefaultProvider(clock=clock), clock=clock, rounds=4)
+    decision = engine.select([Client("a", "de"), Client("b", "DE"), Client("c", " gb ")], k=1)
+    by_id = {c.id: c for c in decision.clients}
+    assert by_id["a"].zone == by_id["b"].zone == "DE" and by_id["c"].zone == "GB"
+    assert by_id["a"].intensity_g_per_kwh == by_id["b"].intensity_g_per_kwh
+    assert decision.fallback is None  # no "no signal for de"
+
+
+def test_an_engine_given_a_provider_or_spec_reads_no_environment(clock, monkeypatch) -> None:
+    monkeypatch.setenv("LOWCARB_BOGUS", "1")
+    monkeypatch.setenv("LOWCARB_LEDGER", "/nonexistent/ledger.sqlite")
+    engine = SelectionEngine(DefaultProvider(clock=clock), clock=clock, rounds=2)
+    assert str(engine.ledger.path) == ":memory:"
+    from_spec = SelectionEngine(spec=EngineSpec(provider="default", rounds=2), clock=clock)
+    assert from_spec.rounds == 2 and str(from_spec.ledger.path) == ":memory:"
+    # Reading the configuration still refuses the unknown variable.
+    with pytest.raises(ConfigurationError, match="LOWCARB_BOGUS"):
+        SelectionEngine(clock=clock)

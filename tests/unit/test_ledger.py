@@ -438,11 +438,26 @@ def test_a_newer_schema_version_is_refused(tmp_path):
     path = tmp_path / "ledger.db"
     Ledger(path).close()
     with closing(sqlite3.connect(path)) as db, db:
-        db.execute("UPDATE meta SET value='2' WHERE key='schema'")
-    with pytest.raises(DataValidationError, match="ledger schema 2; this lowcarb reads 1"):
+        db.execute("UPDATE meta SET value='3' WHERE key='schema'")
+    with pytest.raises(DataValidationError, match="ledger schema 3; this lowcarb reads 2.*newer"):
         Ledger(path)
-    with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT value FROM meta").fetchall() == [("2",)]
+
+
+def test_a_schema_1_ledger_is_upgraded_in_place(tmp_path):
+    """Ledgers of the first release gain the decision and details columns, keeping rows."""
+    path = tmp_path / "ledger.db"
+    with Ledger(path) as ledger:
+        ledger.open_run("r", config={})
+        ledger.record_round("r", record(1, cr("a")))
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("ALTER TABLE rounds DROP COLUMN decision")
+        db.execute("ALTER TABLE rounds DROP COLUMN details")
+        db.execute("UPDATE meta SET value='1' WHERE key='schema'")
+    with Ledger(path) as ledger:
+        assert [r.round for r in ledger.rounds("r")] == [1]
+        assert ledger.decision("r", 1) is None  # kept no decision: cannot be replayed
+        ledger.record_round("r", record(2, cr("a")), decision={"round": 2})
+        assert ledger.decision("r", 2) == {"round": 2}
 
 
 def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):

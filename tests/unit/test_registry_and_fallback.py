@@ -17,7 +17,7 @@ from lowcarb import (
     get_provider_class,
     register_provider,
 )
-from lowcarb._fallback import FallbackProvider
+from lowcarb import ProviderChain
 from lowcarb.backends import DefaultProvider
 
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
@@ -92,7 +92,7 @@ class Failing(DefaultProvider):
 
 
 def test_fallback_chain_records_the_fallback():
-    chain = FallbackProvider(
+    chain = ProviderChain(
         [Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))]
     )
     s = chain.latest(["DE"])
@@ -102,13 +102,13 @@ def test_fallback_chain_records_the_fallback():
 
 
 def test_fallback_all_fail():
-    chain = FallbackProvider([Failing(clock=ManualClock(T0)), Failing(clock=ManualClock(T0))])
+    chain = ProviderChain([Failing(clock=ManualClock(T0)), Failing(clock=ManualClock(T0))])
     with pytest.raises(ProviderUnavailableError, match="every provider in the chain failed"):
         chain.latest(["DE"])
 
 
 def test_fallback_does_not_hide_bad_input():
-    chain = FallbackProvider(
+    chain = ProviderChain(
         [Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))]
     )
     with pytest.raises(lowcarb.UnknownZoneError):
@@ -120,7 +120,9 @@ def test_settings_open_chain(tmp_path):
         {"fallback": ["default"], "provider": "default"}, environ={}, cwd=tmp_path
     )
     assert s.chain == ("default",)
-    assert isinstance(s.open_provider(), DefaultProvider)
+    chain = s.open_provider()
+    assert isinstance(chain, ProviderChain) and [m.name for m in chain.members] == ["default"]
+    assert isinstance(s.open_provider("default"), DefaultProvider)
 
 
 def test_threaded_async_provider():
@@ -145,3 +147,22 @@ def test_builtins_are_importable_from_backends_by_class_name():
         assert getattr(backends, name) is get_provider_class(getattr(backends, name).name)
     with pytest.raises(AttributeError):
         backends.NoSuchProvider  # noqa: B018
+
+
+def test_the_chain_falls_back_zone_by_zone(tmp_path):
+    """Only the zones a failing member served move on; the others keep their answer."""
+
+    class HalfBroken(DefaultProvider):
+        name = "halfbroken"
+
+        def _latest(self, zones):
+            if "GB" in zones:
+                raise ProviderUnavailableError("GB feed down", provider=self.name)
+            return super()._latest(zones)
+
+    clock = ManualClock(T0)
+    chain = ProviderChain([HalfBroken(clock=clock), DefaultProvider(clock=clock)])
+    fanout = chain.each(["DE", "GB"], lambda m, z: (m.name, tuple(z)) if m.name == "default" or "GB" not in z else m.latest(z))
+    assert [(p.source, p.zones) for p in fanout.parts] == [("default", ("DE", "GB"))]
+    assert "halfbroken failed" in fanout.reasons["GB"]
+    assert chain.canonical("gb") == "GB" and chain.canonical("mars") == "mars"

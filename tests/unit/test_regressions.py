@@ -18,7 +18,7 @@ from lowcarb import (
     resolve_zone,
 )
 from lowcarb._cli import main
-from lowcarb._fallback import FallbackProvider
+from lowcarb import ProviderChain
 from lowcarb.backends import DefaultProvider, FileProvider
 
 H = timedelta(hours=1)
@@ -47,7 +47,7 @@ def test_debug_flag_accepted_after_the_command():
 
 def test_fallback_chain_falls_back_for_a_longer_forecast(tmp_path):
     clock = ManualClock(T0)
-    chain = FallbackProvider(
+    chain = ProviderChain(
         [
             FileProvider(six_hours_of_de(tmp_path / "de.csv"), clock=clock),
             DefaultProvider(clock=clock),
@@ -63,7 +63,7 @@ def test_fallback_chain_falls_back_for_a_longer_forecast(tmp_path):
 
 def test_fallback_chain_defaults_to_the_primary_zones(tmp_path):
     clock = ManualClock(T0)
-    chain = FallbackProvider(
+    chain = ProviderChain(
         [
             FileProvider(six_hours_of_de(tmp_path / "de.csv"), clock=clock),
             DefaultProvider(clock=clock),

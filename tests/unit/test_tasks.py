@@ -7,14 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from lowcarb import Client, ManualClock, SelectionEngine
+from lowcarb import Client, Decision, EngineSpec, ManualClock
 from lowcarb._ledger import Ledger
-from lowcarb._tasks import (
-    RoundConflictError,
-    TaskEngines,
-    check_task_id,
-    decision_from_dict,
-)
+from lowcarb._tasks import RoundConflictError, TaskEngines, check_task_id
 from lowcarb.backends import DefaultProvider
 from lowcarb.exceptions import DataValidationError, InvalidInputError
 
@@ -80,14 +75,39 @@ def test_the_latest_round_can_be_completed_after_a_restart(tmp_path) -> None:
         decision = first.select("mnist", CLIENTS, 2).decision
     with _engines(tmp_path, clock) as second:
         measured = dict.fromkeys(decision.selected, 0.5)
-        second.complete("mnist", 3, energy_kwh=measured, metrics={"accuracy": 0.8})
-        record = second.get("mnist").ledger.rounds("mnist")[-1]
+        record = second.complete("mnist", 3, energy_kwh=measured, metrics={"accuracy": 0.8})
+        assert record == second.get("mnist").records()[-1]
         assert record.round == 3 and record.metrics == {"accuracy": 0.8}
         assert {c.client_id: c.energy_kwh for c in record.clients} == measured
         assert {c.energy_source for c in record.clients} == {"measured"}
-        with pytest.raises(RoundConflictError, match="no longer held") as info:
-            second.complete("mnist", 2)
+        # An earlier round too: its decision lives in the ledger, not in a side file.
+        earlier = second.complete("mnist", 1, metrics={"loss": 0.3})
+        assert earlier.round == 1 and earlier.metrics == {"loss": 0.3}
+        with pytest.raises(RoundConflictError, match="has not been decided") as info:
+            second.complete("mnist", 4)
         assert info.value.expected == 4
+
+
+def test_a_round_is_completed_and_replayed_after_100_later_rounds_and_a_restart(
+    tmp_path,
+) -> None:
+    clock = ManualClock(START)
+    with _engines(tmp_path, clock, rounds=None) as first:
+        decided = first.select("t", CLIENTS, 2).decision
+        for _ in range(100):
+            clock.advance(HOUR)
+            first.select("t", CLIENTS, 2)
+        record = first.complete("t", 1, metrics={"accuracy": 0.5})
+        assert record.round == 1 and {c.client_id for c in record.clients} == set(decided.selected)
+    with _engines(tmp_path, clock, rounds=None) as second:
+        again = second.select("t", CLIENTS, 2, round=1)
+        assert again.replayed and again.decision == decided
+        assert second.complete("t", 1, metrics={"loss": 1.0}).metrics == {
+            "accuracy": 0.5,
+            "loss": 1.0,
+        }
+    # Nothing beside the ledger: SQLite's WAL files are gone once it is closed.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.ledger.sqlite"]
 
 
 def test_tasks_are_isolated(tmp_path) -> None:
@@ -175,38 +195,34 @@ def test_concurrent_rounds_of_one_task_are_serialized(tmp_path) -> None:
         assert sum(engines.get("shared").participation.values()) == 36
 
 
-def test_a_damaged_decision_file_is_reported(tmp_path) -> None:
+def test_a_damaged_recorded_decision_is_reported(tmp_path) -> None:
     clock = ManualClock(START)
     with _engines(tmp_path, clock) as engines:
         engines.select("t", CLIENTS, 2)
-    (tmp_path / "t.decision.json").write_text("{not json")
-    with _engines(tmp_path, clock) as engines:
-        for _ in range(2):  # refused every time, not only on the first look
-            with pytest.raises(DataValidationError, match="t.decision.json.*delete this file"):
-                engines.get("t")
-    (tmp_path / "t.decision.json").unlink()
+    with Ledger(tmp_path / "t.ledger.sqlite") as ledger:
+        ledger._db.execute("UPDATE rounds SET decision='{\"round\": 1}'")
     with _engines(tmp_path, clock) as engines:
         assert engines.get("t").rounds_done == 1
+        with pytest.raises(DataValidationError, match="not a recorded decision"):
+            engines.complete("t", 1)
     with pytest.raises(DataValidationError, match="not a stored decision"):
-        decision_from_dict({"round": 1})
+        Decision.from_dict({"round": 1})
 
 
-def test_a_factory_builds_the_engines(tmp_path) -> None:
+def test_a_spec_per_task_builds_the_engines(tmp_path) -> None:
     clock = ManualClock(START)
     made: list[str] = []
 
-    def factory(task_id: str, ledger: Ledger) -> SelectionEngine:
+    def spec_for(task_id: str) -> EngineSpec:
         made.append(task_id)
-        return SelectionEngine(
-            DefaultProvider(clock=clock),
-            ledger=ledger,
-            run_id=task_id,
-            policy="random",
-            clock=clock,
-        )
+        return EngineSpec(policy="random", rounds=3, seed=7)
 
-    with TaskEngines(tmp_path, factory=factory) as engines:
-        assert engines.get("x").policy_name == "random"
+    with TaskEngines(
+        tmp_path, provider=DefaultProvider(clock=clock), clock=clock, spec_for=spec_for
+    ) as engines:
+        engine = engines.get("x")
+        assert engine.policy_name == "random" and engine.rounds == 3 and engine.seed == 7
+        assert engine.run_id == "x"
         engines.get("x")
     assert made == ["x"]
 
