@@ -16,6 +16,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 from lowcarb._accounting import RunSummary, jain_index, summarize
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, ManualClock, SystemClock
@@ -54,6 +56,7 @@ from lowcarb._provider import (
     Credential,
     ThreadedAsyncProvider,
 )
+from lowcarb._public import expose
 from lowcarb._registry import available_providers, get_provider_class, register_provider
 from lowcarb._series import (
     EmissionBasis,
@@ -63,11 +66,16 @@ from lowcarb._series import (
     convert_intensity,
     lbs_per_mwh_to_g_per_kwh,
 )
-from lowcarb._signal import PlanningSignal, SignalSource
-from lowcarb._simulate import PolicyResult, Scenario, SimulationResult, simulate
+from lowcarb._signal import PlanningSignal, SignalSource, slot_means
 from lowcarb._spec import EngineSpec
-from lowcarb._tasks import RoundConflictError, Selection, TaskEngines
-from lowcarb._time import ensure_utc, parse_time
+from lowcarb._tasks import (
+    TASK_ID_PATTERN,
+    RoundConflictError,
+    Selection,
+    TaskEngines,
+    check_task_id,
+)
+from lowcarb._time import ensure_utc, floor_time, parse_time
 from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, resolve_zone
 from lowcarb.exceptions import (
     AuthenticationError,
@@ -88,11 +96,25 @@ from lowcarb.exceptions import (
 
 __version__ = "0.1.0"
 
+# The simulator sits on top of the core (lowcarb.simulation); its main names are
+# reachable from here too, imported on first use so that `import lowcarb` stays light.
+_SIMULATION = ("PolicyResult", "Scenario", "SimulationResult", "simulate")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SIMULATION:
+        import lowcarb.simulation
+
+        return getattr(lowcarb.simulation, name)
+    raise AttributeError(f"module 'lowcarb' has no attribute {name!r}")
+
+
 __all__ = [
     "DEFAULT_NETWORK_KWH_PER_GB",
     "FAIRNESS_WINDOW",
     "FORECASTERS",
     "POLICIES",
+    "TASK_ID_PATTERN",
     "ZONE_CATALOG",
     "AsyncCarbonProvider",
     "AuthenticationError",
@@ -158,10 +180,12 @@ __all__ = [
     "ZoneResolution",
     "align",
     "available_providers",
+    "check_task_id",
     "convert_intensity",
     "default_forecaster",
     "ensure_utc",
     "fair_share_bounds",
+    "floor_time",
     "get_forecaster",
     "get_policy",
     "get_provider_class",
@@ -173,6 +197,10 @@ __all__ = [
     "register_provider",
     "resolve_zone",
     "simulate",
+    "slot_means",
     "solve_plan",
     "summarize",
 ]
+
+
+expose(globals(), __all__, __name__)

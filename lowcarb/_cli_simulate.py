@@ -14,7 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lowcarb._cli import _err, _out, app
-from lowcarb._simulate import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
+from lowcarb.simulation import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
 from lowcarb._time import parse_time
 from lowcarb.exceptions import InvalidInputError
 
@@ -172,7 +172,7 @@ def simulate_command(
         data=data,
     )
     if plot is not None:
-        from lowcarb._plots import require_matplotlib
+        from lowcarb.simulation import require_matplotlib
 
         require_matplotlib()
         if plot.suffix.lower() != ".png":
@@ -205,7 +205,7 @@ def simulate_command(
         if json_path:
             _out.print(f"results written to {json_path}")
     if plot is not None:
-        from lowcarb._plots import plot_simulation
+        from lowcarb.simulation import plot_simulation
 
         plot_simulation(result, plot)
         if not quiet:

@@ -18,6 +18,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lowcarb._public import expose
+
 if TYPE_CHECKING:
     from lowcarb.adapters.disco._app import GENERATIONS, BridgeLimits, create_app
     from lowcarb.adapters.disco._artifacts import ModelArtifacts, load_artifacts
@@ -71,10 +73,12 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
-        return getattr(importlib.import_module(f"{__name__}.{module}"), name)
+        value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
     except ModuleNotFoundError as exc:
         if exc.name in ("starlette", "uvicorn", "msgpack", "anyio"):
             raise ModuleNotFoundError(
                 f"the DISCO bridge needs {exc.name}: pip install 'lowcarb[disco]'", name=exc.name
             ) from exc
         raise
+    expose({name: value}, [name], __name__)
+    return value

@@ -27,7 +27,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from lowcarb._tasks import TaskEngines
+from lowcarb import TaskEngines
 from lowcarb.adapters.disco._develop import Develop
 from lowcarb.adapters.disco._protocol import (
     TRY_AGAIN_LATER,

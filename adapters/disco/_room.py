@@ -29,9 +29,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from lowcarb._energy import Client
-from lowcarb._engine import Decision
-from lowcarb._tasks import TaskEngines
+from lowcarb import Client, Decision, TaskEngines
 from lowcarb.adapters.disco._protocol import Identity, Peer, ProtocolViolation
 from lowcarb.adapters.disco._taskdir import BridgeTask
 from lowcarb.exceptions import DataValidationError, LowcarbError, UnknownZoneError

@@ -7,10 +7,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
-from lowcarb._clock import Clock
-from lowcarb._provider import CarbonProvider
-from lowcarb._spec import EngineSpec
-from lowcarb._tasks import TaskEngines
+from lowcarb import CarbonProvider, Clock, EngineSpec, TaskEngines
 from lowcarb.adapters.disco._app import GENERATIONS, BridgeLimits, create_app
 from lowcarb.adapters.disco._taskdir import BridgeTask, load_tasks
 from lowcarb.exceptions import DataValidationError

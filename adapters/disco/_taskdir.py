@@ -25,8 +25,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lowcarb._energy import EnergyModel
-from lowcarb._tasks import check_task_id
+from lowcarb import EnergyModel, check_task_id
 from lowcarb.adapters.disco._artifacts import ModelArtifacts, load_artifacts
 from lowcarb.exceptions import DataValidationError
 

@@ -8,6 +8,7 @@ Message API (``flwr run``, ``run_simulation``): wrap any strategy in
 
 from __future__ import annotations
 
+from lowcarb._public import expose
 from lowcarb.adapters.flower._client import (
     ENERGY_METRIC,
     ZONE_ACTION,
@@ -33,3 +34,5 @@ __all__ = [
     "answer_zone_query",
     "energy_from_tracker",
 ]
+
+expose(globals(), __all__, __name__)

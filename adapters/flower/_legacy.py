@@ -10,9 +10,7 @@ from flwr.server import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 
-from lowcarb._clock import ManualClock
-from lowcarb._energy import Client
-from lowcarb._engine import Decision, SelectionEngine
+from lowcarb import Client, Decision, ManualClock, SelectionEngine
 from lowcarb.adapters.flower._strategy import NO_ZONE_HINT, select_placed, wait_for_slot
 from lowcarb.adapters.flower._zones import place
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError

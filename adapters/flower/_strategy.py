@@ -14,9 +14,7 @@ from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
-from lowcarb._clock import ManualClock
-from lowcarb._energy import Client
-from lowcarb._engine import Decision, SelectionEngine
+from lowcarb import Client, Decision, ManualClock, SelectionEngine
 from lowcarb.adapters.flower._client import ENERGY_METRIC
 from lowcarb.adapters.flower._grid import SelectedGrid
 from lowcarb.adapters.flower._zones import ZoneDirectory, ZoneMap

@@ -4,7 +4,7 @@
 It needs Starlette and uvicorn (``pip install 'lowcarb[disco]'``), imported on first use.
 
 Example:
-    >>> from lowcarb._tasks import TaskEngines
+    >>> from lowcarb import TaskEngines
     >>> from lowcarb.adapters.service import ServiceConfig, create_app
     >>> app = create_app(TaskEngines("state"), ServiceConfig(token="s3cret"))  # doctest: +SKIP
 """
@@ -12,6 +12,8 @@ Example:
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+
+from lowcarb._public import expose
 
 if TYPE_CHECKING:
     from lowcarb.adapters.service._app import ServiceConfig, create_app
@@ -30,4 +32,6 @@ def __getattr__(name: str) -> Any:
         raise ImportError(
             f"the selection service needs {exc.name}: pip install 'lowcarb[disco]'"
         ) from exc
-    return getattr(_app, name)
+    value = getattr(_app, name)
+    expose({name: value}, [name], __name__)
+    return value

@@ -26,12 +26,16 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lowcarb._energy import Client
-from lowcarb._engine import Decision
-from lowcarb._signal import SignalSource
-from lowcarb._tasks import RoundConflictError, TaskEngines, check_task_id
-from lowcarb._time import floor_time
-from lowcarb._zones import ZoneResolution
+from lowcarb import (
+    Client,
+    Decision,
+    RoundConflictError,
+    SignalSource,
+    TaskEngines,
+    ZoneResolution,
+    check_task_id,
+    floor_time,
+)
 from lowcarb.adapters.service._openapi import openapi_document
 from lowcarb.adapters.service._schema import (
     COMPLETE_REQUEST,

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from lowcarb._tasks import TASK_ID_PATTERN
+from lowcarb import TASK_ID_PATTERN
 from lowcarb.exceptions import InvalidInputError
 
 __all__ = [

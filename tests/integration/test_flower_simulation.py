@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from lowcarb import Client, Ledger, ManualClock, SelectionEngine
-from lowcarb._simulate import DEFAULT_ZONES
+from lowcarb.simulation import DEFAULT_ZONES
 from lowcarb.backends import DefaultProvider
 
 pytestmark = pytest.mark.integration

@@ -426,7 +426,7 @@ def test_a_relative_deadline_survives_a_restart(clock, tmp_path) -> None:
 
 
 def test_simulations_never_touch_the_configured_ledger(tmp_path, monkeypatch) -> None:
-    from lowcarb._simulate import Scenario, simulate
+    from lowcarb.simulation import Scenario, simulate
 
     monkeypatch.setenv("LOWCARB_LEDGER", str(tmp_path / "ledger.sqlite"))
     scenario = Scenario(zones=("DE", "GB"), hours=3, clients=4, per_round=2, learning="none")

@@ -11,7 +11,7 @@ import types
 import numpy as np
 import pytest
 
-from lowcarb._learning import (
+from lowcarb.simulation._learning import (
     N_CLASSES,
     FederatedDigits,
     ModelWeights,
@@ -175,6 +175,7 @@ def test_fair_fedavg_learns_the_digits():
     assert 0.0 <= task.evaluate(trained) <= 1.0
 
 
+@pytest.mark.slow
 def test_always_the_same_few_clients_costs_accuracy():
     # 60 rounds of 10 out of 100 clients. Over 30 seeds, uniformly random selection
     # minus always-the-10-most-skewed-clients was >= 0.06 per seed (>= 0.15 averaged

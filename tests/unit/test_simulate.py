@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lowcarb._cli import main
-from lowcarb._simulate import DEFAULT_ZONES, Scenario, simulate
+from lowcarb.simulation import DEFAULT_ZONES, Scenario, simulate
 from lowcarb.exceptions import ConfigurationError, InvalidInputError, NoDataError, UnknownZoneError
 
 SMALL = {

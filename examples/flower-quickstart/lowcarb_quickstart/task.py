@@ -11,7 +11,7 @@ from functools import lru_cache
 
 from flwr.app import Array, ArrayRecord
 
-from lowcarb._learning import FederatedDigits, ModelWeights
+from lowcarb.simulation import FederatedDigits, ModelWeights
 
 ZONES = (
     "DE,GB,US-CAL-CISO,US-TEX-ERCO,US-NY-NYIS,US-MIDA-PJM,CA-ON,BR-CS,CL-SEN,ZA,KR,SG,AU-NSW,AU-VIC"

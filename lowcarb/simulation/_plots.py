@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from lowcarb._simulate import SimulationResult
-from lowcarb.exceptions import ConfigurationError
+from lowcarb import ConfigurationError
+from lowcarb.simulation._run import SimulationResult
 
 __all__ = ["plot_simulation", "require_matplotlib"]
 

@@ -1,4 +1,4 @@
-"""Trace-driven evaluation: the policies on a carbon trace, with real federated learning.
+"""``lowcarb simulate``: the policies on a carbon trace, with real federated learning.
 
 Each policy drives its own :class:`SelectionEngine` on a simulated clock over the same
 trace, the same clients and the same initial model. Decisions see only what a real run
@@ -18,17 +18,27 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from lowcarb._accounting import jain_index
-from lowcarb._clock import ManualClock
-from lowcarb._energy import Client, EnergyModel
-from lowcarb._engine import SelectionEngine
-from lowcarb._forecast import Forecaster, NoisyForecaster, OracleForecaster, get_forecaster
-from lowcarb._provider import CarbonProvider
-from lowcarb._registry import get_provider_class
-from lowcarb._signal import slot_means
-from lowcarb._spec import EngineSpec
-from lowcarb._time import ensure_utc, format_duration
-from lowcarb.exceptions import InvalidInputError, NoDataError, UnknownZoneError
+from lowcarb import (
+    CarbonProvider,
+    Client,
+    EnergyModel,
+    EngineSpec,
+    Forecaster,
+    InvalidInputError,
+    ManualClock,
+    NoDataError,
+    NoisyForecaster,
+    OracleForecaster,
+    SelectionEngine,
+    UnknownZoneError,
+    ensure_utc,
+    get_forecaster,
+    get_policy,
+    get_provider_class,
+    jain_index,
+    slot_means,
+)
+from lowcarb._time import format_duration
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -143,7 +153,6 @@ class Scenario:
             raise InvalidInputError("--fairness must be between 0 and 1")
         if not self.policies:
             raise InvalidInputError("--policies: give at least one policy")
-        from lowcarb._policies import get_policy
 
         for name in self.policies:
             get_policy(name)
@@ -393,7 +402,7 @@ def simulate(
 
     task = None
     if scenario.learning == "digits":
-        from lowcarb._learning import FederatedDigits
+        from lowcarb.simulation._learning import FederatedDigits
 
         task = FederatedDigits(scenario.clients, seed=scenario.seed)
 
