@@ -20,8 +20,10 @@ Built-in providers:
 
 Each network provider's async face is ``provider.to_async()``.
 
-The network providers share one HTTP layer (``_http``, ``_http_provider``, ``_points``):
-timeouts, retries of transient failures, a response cache, redaction of secrets. It is
+Every provider, built-in or third-party, is written with the public provider toolkit,
+:mod:`lowcarb.backends.toolkit`: the provider interface, the series type, time and zone
+helpers, the repair policy for gaps, and one HTTP layer for network providers (timeouts,
+retries of transient failures, a response cache, redaction of secrets). The HTTP layer is
 imported only when such a provider is used, so ``import lowcarb`` loads no HTTP library.
 """
 
@@ -50,14 +52,16 @@ if TYPE_CHECKING:
 
 
 def __getattr__(name: str) -> Any:
-    # Import a provider class on first access, from the registry's list of built-ins, so
-    # that `import lowcarb.backends` stays cheap and the built-ins are listed in one place.
+    # Import a built-in provider class on first access, found through the public registry
+    # (name -> "module:Class"), so that `import lowcarb.backends` stays cheap and the
+    # built-ins are listed in one place.
     import importlib
 
-    from lowcarb._registry import _BUILTIN
+    from lowcarb import available_providers
 
-    for target in _BUILTIN.values():
-        module, _, attr = target.partition(":")
-        if attr == name:
-            return getattr(importlib.import_module(module), attr)
-    raise AttributeError(f"module 'lowcarb.backends' has no attribute {name!r}")
+    if name in __all__:
+        for target in available_providers().values():
+            module, _, attr = target.partition(":")
+            if attr == name and module.startswith(f"{__name__}."):
+                return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

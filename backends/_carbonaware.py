@@ -36,7 +36,7 @@ finer intervals (WattTime's 5 minutes) are averaged, coarser ones spread over th
 A 204 answer means no data (:class:`NoDataError`); an unknown location (the SDK's 400
 ``Unknown Location``) raises :class:`UnknownZoneError` with the closest names the SDK
 knows. Malformed bodies raise :class:`ResponseParseError` naming the request; gaps,
-duplicates and disorder follow :mod:`lowcarb.backends._points`.
+duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
 """
 
 from __future__ import annotations
@@ -53,21 +53,32 @@ import httpx
 import numpy as np
 import pandas as pd
 
-from lowcarb._provider import Capabilities, Credential
-from lowcarb._series import EmissionBasis, IntensitySeries, Signal
-from lowcarb._time import floor_time, format_duration
-from lowcarb._zones import (
+from lowcarb.backends.toolkit import (
     CLOUD_REGIONS,
     ZONE_CATALOG,
+    Call,
+    Capabilities,
+    Credential,
+    EmissionBasis,
+    Flow,
+    GapPolicy,
+    HttpOptions,
+    HttpProvider,
+    IntensitySeries,
+    Point,
+    Signal,
     ZoneInfo,
     ZoneResolution,
+    assemble,
+    ceil_time,
+    floor_time,
+    format_duration,
+    intensity_value,
     parse_location,
     resolve_zone,
     suggest_zones,
+    timestamp,
 )
-from lowcarb.backends._http import Call, Flow, json_body
-from lowcarb.backends._http_provider import HttpOptions, HttpProvider
-from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
 from lowcarb.exceptions import (
     ConfigurationError,
     NoDataError,
@@ -106,11 +117,6 @@ _BARE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 def _iso(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _ceil(when: datetime, step: timedelta) -> datetime:
-    floor = floor_time(when, step)
-    return floor if floor == when else floor + step
 
 
 def parse_locations(entries: Iterable[str], *, builtin: bool = True) -> dict[str, str]:
@@ -472,7 +478,7 @@ class CarbonAwareSDKProvider(HttpProvider):
     def _history_flow(
         self, zones: list[str], start: datetime, end: datetime
     ) -> Flow[IntensitySeries]:
-        first, stop = _ceil(start, self.resolution), _ceil(end, self.resolution)
+        first, stop = ceil_time(start, self.resolution), ceil_time(end, self.resolution)
         limit = floor_time(self.clock.now(), self.resolution) + self.resolution
         if first >= limit or end > limit:
             raise NoDataError(
@@ -654,7 +660,7 @@ class CarbonAwareSDKProvider(HttpProvider):
         if missing_route is not None:
             raise missing_route
         where = self._where(response)
-        detail = self._core.redact(self.error_detail(response))
+        detail = self._redact(self.error_detail(response))
         if "location" not in detail.lower() and "location" not in _error_keys(response):
             error = NoDataError if response.status_code == 404 else ProviderError
             what = "has no data for" if response.status_code == 404 else "rejected as invalid"
@@ -693,7 +699,7 @@ class CarbonAwareSDKProvider(HttpProvider):
         """``GET /locations``: name -> (lat, lon); 204 is an empty table."""
         if response.status_code == 204:
             return {}
-        payload = json_body(response, provider=self.name, secrets=self._core.secrets)
+        payload = self._json(response)
         where = self._where(response)
         if not isinstance(payload, dict):
             raise ResponseParseError(
@@ -715,7 +721,7 @@ class CarbonAwareSDKProvider(HttpProvider):
         """The JSON array of an answer; 204 (the SDK's "no data") is an empty one."""
         if response.status_code == 204:
             return []
-        payload = json_body(response, provider=self.name, secrets=self._core.secrets)
+        payload = self._json(response)
         if payload is None:
             return []
         if not isinstance(payload, list):
@@ -748,13 +754,6 @@ class CarbonAwareSDKProvider(HttpProvider):
         if isinstance(name, str) and name:
             answer.echoed.add(name)
 
-    def _object(self, item: Any, where: str) -> dict[str, Any]:
-        if not isinstance(item, dict):
-            raise ResponseParseError(
-                f"{where} is {type(item).__name__}, not an object", provider=self.name
-            )
-        return item
-
     # -- onto the grid --------------------------------------------------------------------
 
     def _grid(
@@ -763,7 +762,7 @@ class CarbonAwareSDKProvider(HttpProvider):
         start: datetime,
         end: datetime,
         *,
-        gaps: Literal["interpolate", "keep", "error"],
+        gaps: GapPolicy,
     ) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
         """Each zone's intervals on the ``resolution`` grid over ``[start, end)``."""
         columns: list[pd.DataFrame] = []
@@ -797,7 +796,7 @@ class CarbonAwareSDKProvider(HttpProvider):
         answer: _Answer,
         start: datetime,
         end: datetime,
-        gaps: Literal["interpolate", "keep", "error"],
+        gaps: GapPolicy,
         notes: list[str],
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
         """One zone on the grid: finer intervals averaged, coarser ones spread."""

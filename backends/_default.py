@@ -39,10 +39,15 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from lowcarb._clock import Clock
-from lowcarb._provider import Capabilities, CarbonProvider
-from lowcarb._series import EmissionBasis, IntensitySeries
-from lowcarb._time import floor_time
+from lowcarb.backends.toolkit import (
+    Capabilities,
+    CarbonProvider,
+    Clock,
+    EmissionBasis,
+    IntensitySeries,
+    ceil_time,
+    floor_time,
+)
 from lowcarb.exceptions import InvalidInputError, NoDataError
 
 __all__ = ["DefaultProvider"]
@@ -131,11 +136,6 @@ def _generate_year(zone: str, basis: str, year: int, seed: int) -> _Year:
     values = np.clip(mu + sd * anomaly, stats["min"], stats["max"])
     slow = slow + (anomaly - (a * slow + np.sqrt(1 - a * a) * fast)) / a
     return _Year(start, values, slow, fast, mu, sd)
-
-
-def _ceil_hour(when: datetime) -> datetime:
-    floor = floor_time(when, HOUR)
-    return floor if floor == when else floor + HOUR
 
 
 class DefaultProvider(CarbonProvider):
@@ -251,7 +251,7 @@ class DefaultProvider(CarbonProvider):
 
     def _history(self, zones: list[str], start: datetime, end: datetime) -> IntensitySeries:
         limit = self._now_slot() + HOUR
-        first = _ceil_hour(start)
+        first = ceil_time(start, HOUR)
         if first >= limit or end > limit:
             raise NoDataError(
                 f"history ends with the current hour ({limit - HOUR:%Y-%m-%dT%H:%MZ}); "

@@ -36,7 +36,7 @@ What each call returns:
 Values: ``isEstimated`` is kept in the series' estimated mask; ``null`` intensities are
 gaps. Malformed bodies, a wrong ``unit``, ``emissionFactorType`` or
 ``temporalGranularity`` raise ``ResponseParseError`` naming the (redacted) request; gaps,
-duplicates and disorder follow :mod:`lowcarb.backends._points`.
+duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
 """
 
 from __future__ import annotations
@@ -52,13 +52,25 @@ from typing import Any, ClassVar, Literal
 import httpx
 import pandas as pd
 
-from lowcarb._provider import Capabilities, Credential
-from lowcarb._series import IntensitySeries
-from lowcarb._time import floor_time
-from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, parse_location
-from lowcarb.backends._http import AsyncDriver, Call, Flow, json_body
-from lowcarb.backends._http_provider import AsyncHttpProvider, HttpOptions, HttpProvider
-from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
+from lowcarb.backends.toolkit import (
+    ZONE_CATALOG,
+    Call,
+    Capabilities,
+    Credential,
+    Flow,
+    HttpOptions,
+    HttpProvider,
+    IntensitySeries,
+    Point,
+    ZoneInfo,
+    ZoneResolution,
+    assemble,
+    ceil_time,
+    floor_time,
+    intensity_value,
+    parse_location,
+    timestamp,
+)
 from lowcarb.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -91,8 +103,6 @@ MAX_PAST_RANGE = timedelta(days=10)
 FORECAST_REACH = timedelta(hours=72)
 #: ``/zones`` and location answers are kept this long (zones do not move).
 LOOKUP_TTL = timedelta(days=1)
-#: A failed ``/zones`` is raised again, not asked again, for this long.
-ZONES_RETRY_AFTER = timedelta(minutes=1)
 #: ``latest`` older than this gets a note.
 STALE_AFTER = timedelta(hours=2)
 #: The unit the API reports intensities in, when it names one.
@@ -107,11 +117,6 @@ def _stamp(when: datetime) -> str:
 
 def _short(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%MZ")
-
-
-def _ceil(when: datetime) -> datetime:
-    floor = floor_time(when, HOUR)
-    return floor if floor == when else floor + HOUR
 
 
 @dataclass(frozen=True)
@@ -192,8 +197,6 @@ class ElectricityMapsProvider(HttpProvider):
         self.token = token.strip()
         self.emission_factor_type: EmissionFactorType = emission_factor_type
         self.preferred_zones = tuple(zones)
-        self._zone_table: dict[str, _Zone] | None = None
-        self._zones_failed: tuple[datetime, ProviderError] | None = None
         super().__init__(**options)
 
     @property
@@ -221,7 +224,7 @@ class ElectricityMapsProvider(HttpProvider):
         """
         if response.status_code != 401:
             return None
-        detail = self._core.redact(self.error_detail(response))
+        detail = self._redact(self.error_detail(response))
         where = f"{self._where(response)} -> 401"
         lowered = detail.lower()
         if "rate" in lowered or "too many" in lowered or "limit" in lowered:
@@ -229,7 +232,7 @@ class ElectricityMapsProvider(HttpProvider):
                 f"{where}: the provider is rate limiting us: {detail}",
                 provider=self.name,
                 status_code=401,
-                retry_after=self._core.retry_after(response),
+                retry_after=self._retry_after(response),
             )
         if "unauthorized for" in lowered:
             return AuthenticationError(
@@ -277,26 +280,12 @@ class ElectricityMapsProvider(HttpProvider):
         return infos
 
     def _zones_table(self) -> dict[str, _Zone]:
-        if self._zone_table is None:
-            self._recent_zones_failure()
-            try:
-                self._zone_table = self._driver.run(self._zones_flow())
-            except ProviderError as exc:
-                self._zones_failed = (self.clock.now(), exc)
-                raise
-        return self._zone_table
-
-    def _recent_zones_failure(self) -> None:
-        """Raise again a ``/zones`` failure younger than ``ZONES_RETRY_AFTER``.
-
-        One call checks zones, then reads the table: a bad key costs one request, not two.
-        """
-        if self._zones_failed is not None:
-            when, exc = self._zones_failed
-            if self.clock.now() - when < ZONES_RETRY_AFTER:
-                raise exc
+        """The ``/zones`` table, asked once (both faces: see :meth:`_zones_flow`)."""
+        table: dict[str, _Zone] = self._fetched_zones()
+        return table
 
     def _zones_flow(self) -> Flow[dict[str, _Zone]]:
+        """``/zones``: the zones this key may read, and the routes of each."""
         call = Call("/zones", cache_ttl=self._ttl(LOOKUP_TTL), label="zones")
         (response,) = yield [call]
         where = self._where(response)
@@ -419,7 +408,7 @@ class ElectricityMapsProvider(HttpProvider):
     def _history_flow(
         self, zones: list[str], start: datetime, end: datetime
     ) -> Flow[IntensitySeries]:
-        first, stop = _ceil(start), _ceil(end)
+        first, stop = ceil_time(start, HOUR), ceil_time(end, HOUR)
         current = floor_time(self.clock.now(), HOUR)
         if first > current or end > current + HOUR:
             raise NoDataError(
@@ -527,9 +516,7 @@ class ElectricityMapsProvider(HttpProvider):
     # -- parsing --------------------------------------------------------------------------
 
     def _payload(self, response: httpx.Response, call: Call) -> Any:
-        payload = json_body(
-            response, provider=self.name, secrets=self._core.secrets, label=call.label
-        )
+        payload = self._json(response, call.label)
         # 200 answers that carry an error (the API's InputError/NoDataError shapes).
         if isinstance(payload, dict) and (
             payload.get("status") == "error" or ("error" in payload and len(payload) == 1)
@@ -604,13 +591,6 @@ class ElectricityMapsProvider(HttpProvider):
                 f"{where}: unit is {unit!r}, not gCO2eq/kWh", provider=self.name
             )
 
-    def _object(self, item: Any, where: str) -> dict[str, Any]:
-        if not isinstance(item, dict):
-            raise ResponseParseError(
-                f"{where} is {type(item).__name__}, not an object", provider=self.name
-            )
-        return item
-
     def _estimated_note(self, flags: pd.DataFrame) -> list[str]:
         count = int(flags.to_numpy().sum())
         if not count:
@@ -619,80 +599,3 @@ class ElectricityMapsProvider(HttpProvider):
             f"{count} value{'s' * (count != 1)} flagged estimated (Electricity Maps' "
             "isEstimated, or repaired by lowcarb)"
         ]
-
-    # -- the async face -------------------------------------------------------------------
-
-    def to_async(
-        self,
-        *,
-        transport: httpx.AsyncBaseTransport | None = None,
-        client: httpx.AsyncClient | None = None,
-        max_concurrency: int | None = None,
-    ) -> AsyncHttpProvider:
-        """The async face: same options, clock and cache; ``/zones`` is asked asynchronously.
-
-        See :meth:`HttpProvider.to_async`.
-        """
-        return _AsyncElectricityMaps(
-            self,
-            transport=transport,
-            client=client,
-            max_concurrency=max_concurrency or self.max_concurrency,
-        )
-
-
-class _AsyncElectricityMaps(AsyncHttpProvider):
-    """The async face, which fetches the zone table over the async client before use.
-
-    Zone checks of the shared flows read the provider's zone table; fetching it here
-    first keeps the blocking sync client out of the event loop.
-    """
-
-    provider: ElectricityMapsProvider
-    _driver: AsyncDriver
-
-    async def _zones(self) -> None:
-        p = self.provider
-        if p._zone_table is not None:
-            return
-        try:
-            p._recent_zones_failure()
-            p._zone_table = await self._driver.run(p._zones_flow())
-        except ProviderError as exc:
-            # Recorded: the zone checks and the call then raise it without a request.
-            p._zones_failed = p._zones_failed or (p.clock.now(), exc)
-
-    async def served_zones(self) -> list[str]:
-        """The zones ``/zones`` lists for this key."""
-        await self._zones()
-        return self.provider.served_zones()
-
-    async def default_zones(self) -> list[str]:
-        """The ``zones`` option, else every served zone."""
-        await self._zones()
-        return self.provider.default_zones()
-
-    async def resolve(self, location: str) -> ZoneResolution:
-        """See :meth:`HttpProvider.resolve`."""
-        await self._zones()
-        return await super().resolve(location)
-
-    async def latest(self, zones: Any) -> IntensitySeries:
-        """See :meth:`CarbonProvider.latest`."""
-        await self._zones()
-        return await super().latest(zones)
-
-    async def history(self, zones: Any, start: datetime, end: datetime) -> IntensitySeries:
-        """See :meth:`CarbonProvider.history`."""
-        await self._zones()
-        return await super().history(zones, start, end)
-
-    async def forecast(
-        self,
-        zones: Any,
-        start: datetime | None = None,
-        horizon: timedelta = timedelta(hours=24),
-    ) -> IntensitySeries:
-        """See :meth:`CarbonProvider.forecast`."""
-        await self._zones()
-        return await super().forecast(zones, start, horizon)

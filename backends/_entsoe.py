@@ -29,20 +29,20 @@ What each call asks (per zone; ``periodStart``/``periodEnd`` on whole UTC hours)
 A mix is *complete* in an hour when every type that reports in the window has a value.
 An hour missing types worth at most 5 % of the window's mean generation is computed from
 the others and flagged estimated; a larger hole makes the hour a gap, which then follows
-the repair policy of :mod:`lowcarb.backends._points` (option ``gaps``). Negative MW are
-read as 0 (with a note). Duplicated or unordered points within one ENTSO-E time series
-are resolved by entsoe-py's parser (sorted; the first of two values for one interval is
-kept). A timestamp off the 15-minute grid, a body that is not well-formed XML (a truncated
-answer), an unknown resolution, or a shape entsoe-py cannot read: ``ResponseParseError``
-naming the redacted request. ENTSO-E's "No matching data found" acknowledgement (200 or
-400): ``NoDataError``.
+the repair policy of :func:`~lowcarb.backends.toolkit.assemble` (option ``gaps``).
+Negative MW are read as 0 (with a note). Duplicated or unordered points within one
+ENTSO-E time series are resolved by entsoe-py's parser (sorted; the first of two values
+for one interval is kept). A timestamp off the 15-minute grid, a body that is not
+well-formed XML (a truncated answer), an unknown resolution, or a shape entsoe-py cannot
+read: ``ResponseParseError`` naming the redacted request. ENTSO-E's "No matching data
+found" acknowledgement (200 or 400): ``NoDataError``.
 
 HTTP. entsoe-py sends with ``requests``; lowcarb hands it a gateway
 (:class:`~lowcarb.backends._entsoe_gateway.EntsoeGateway`)
 that sends every request through one ``requests.Session`` with the configured endpoint
 and timeout, retries transient failures (timeouts, connection errors, 429 honouring
 ``Retry-After`` or the ban time in ENTSO-E's 429 page, 502/503/504) with tenacity on the
-injected clock, keeps answers in the shared :class:`~lowcarb.backends._http.ResponseCache`
+injected clock, keeps answers in the shared :class:`~lowcarb.backends.toolkit.ResponseCache`
 and maps errors to lowcarb's exceptions: a rejected token is an ``AuthenticationError``
 at once, naming ``LOWCARB_ENTSOE_TOKEN``. entsoe-py's own retries are switched off
 (``retry_count=1``): they sleep on the wall clock.
@@ -75,16 +75,25 @@ from entsoe.exceptions import (
     PaginationError,
 )
 
-from lowcarb._clock import Clock
-from lowcarb._provider import Capabilities, CarbonProvider, Credential, ThreadedAsyncProvider
-from lowcarb._series import IntensitySeries
-from lowcarb._time import floor_time
-from lowcarb._zones import ZONE_CATALOG, ZoneInfo
 from lowcarb.backends._entsoe_factors import FactorType, factor_for
 from lowcarb.backends._entsoe_gateway import TOKEN_ENV, EntsoeGateway, install_log_filter, scrub
-from lowcarb.backends._http import ResponseCache, RetryPolicy
-from lowcarb.backends._http_provider import _check_http_options
-from lowcarb.backends._points import GapPolicy, Point, assemble
+from lowcarb.backends.toolkit import (
+    ZONE_CATALOG,
+    Capabilities,
+    CarbonProvider,
+    Clock,
+    Credential,
+    GapPolicy,
+    HttpOptions,
+    IntensitySeries,
+    Point,
+    ResponseCache,
+    RetryPolicy,
+    ZoneInfo,
+    assemble,
+    ceil_time,
+    floor_time,
+)
 from lowcarb.exceptions import (
     ConfigurationError,
     InvalidInputError,
@@ -196,6 +205,8 @@ class EntsoeProvider(CarbonProvider):
     48 hours. Needs a free API token (``LOWCARB_ENTSOE_TOKEN`` or ``..._FILE``). The
     endpoint allows 400 requests a minute per token and IP, then bans for 10 minutes;
     ``latest`` costs one request per zone, ``forecast`` three, history one per month.
+    The async face, ``to_async()``, runs each call in a worker thread (entsoe-py is
+    synchronous).
 
     Args:
         token: The ENTSO-E security token.
@@ -358,10 +369,6 @@ class EntsoeProvider(CarbonProvider):
         """HTTP requests that went to the network (not the cache), retries included."""
         return self._gateway.requests_sent
 
-    def to_async(self) -> ThreadedAsyncProvider:
-        """The async face: each call runs in a worker thread (entsoe-py is synchronous)."""
-        return ThreadedAsyncProvider(self)
-
     def close(self) -> None:
         """Close the HTTP session if the provider created it."""
         if self._owns_session:
@@ -415,7 +422,7 @@ class EntsoeProvider(CarbonProvider):
         return self._series(values, flags, notes)
 
     def _history(self, zones: list[str], start: datetime, end: datetime) -> IntensitySeries:
-        first, stop = _ceil(start), _ceil(end)
+        first, stop = ceil_time(start, HOUR), ceil_time(end, HOUR)
         limit = floor_time(self.clock.now(), HOUR) + HOUR
         if first >= limit or end > limit:
             raise NoDataError(
@@ -740,20 +747,25 @@ def _check_options(
     max_attempts: int,
     max_retry_time_s: float,
     cache_ttl_s: float,
-    gaps: str,
+    gaps: GapPolicy,
     max_gap_hours: float,
 ) -> None:
     if emission_factor_type not in ("lifecycle", "direct"):
         raise ConfigurationError(
             f"emission_factor_type={emission_factor_type!r}: must be 'lifecycle' or 'direct'"
         )
-    _check_http_options(
+    # An empty base_url means "the provider's default" to HttpOptions; here the default
+    # is in Options already, so an empty one is a mistake.
+    if not base_url:
+        raise ConfigurationError("base_url must start with http:// or https://, got ''")
+    # The HTTP options are those of every network provider (minus max_concurrency and
+    # cache_dir: entsoe-py is synchronous, and its gateway caches in memory only).
+    HttpOptions(
         base_url=base_url,
         timeout_s=timeout_s,
         max_attempts=max_attempts,
         max_retry_time_s=max_retry_time_s,
         cache_ttl_s=cache_ttl_s,
-        max_concurrency=1,  # entsoe-py is synchronous; the async face runs it in a thread
         gaps=gaps,
         max_gap_hours=max_gap_hours,
     )
@@ -778,11 +790,6 @@ def _points(hourly: _Hourly) -> list[Point]:
         Point(stamp.to_pydatetime(), None if math.isnan(value) else float(value), bool(flag))
         for stamp, value, flag in zip(stamps, values, flags, strict=True)
     ]
-
-
-def _ceil(when: datetime) -> datetime:
-    floor = floor_time(when, HOUR)
-    return floor if floor == when else floor + HOUR
 
 
 def _stamp(when: datetime | pd.Timestamp) -> str:

@@ -5,7 +5,7 @@ entsoe-py builds ENTSO-E's queries and parses the XML; it sends them with ``requ
 configured endpoint and a timeout on every request, retries of transient failures
 (timeouts, connection errors, 429 honouring ``Retry-After`` or the ban time in ENTSO-E's
 429 page, 502/503/504) with tenacity on the injected clock, the shared
-:class:`~lowcarb.backends._http.ResponseCache`, and errors mapped to lowcarb's exceptions.
+:class:`~lowcarb.backends.toolkit.ResponseCache`, and errors mapped to lowcarb's exceptions.
 The token travels as the query parameter ``securityToken``: :func:`scrub` removes it from
 text, and :func:`install_log_filter` from the log records of entsoe-py and urllib3.
 """
@@ -28,8 +28,7 @@ import requests
 import tenacity
 from entsoe.exceptions import NoMatchingDataError
 
-from lowcarb._clock import Clock
-from lowcarb.backends._http import STATUS_ERRORS, ResponseCache, RetryPolicy
+from lowcarb.backends.toolkit import STATUS_ERRORS, Clock, ResponseCache, RetryPolicy
 from lowcarb.exceptions import (
     AuthenticationError,
     ProviderError,

@@ -78,17 +78,23 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
-from lowcarb._clock import Clock
-from lowcarb._provider import Capabilities, CarbonProvider
-from lowcarb._series import MAX_PLAUSIBLE_G_PER_KWH, IntensitySeries
-from lowcarb._time import ensure_utc, format_duration
+from lowcarb.backends.toolkit import (
+    MAX_PLAUSIBLE_G_PER_KWH,
+    Capabilities,
+    CarbonProvider,
+    Clock,
+    GapPolicy,
+    GapRun,
+    IntensitySeries,
+    ensure_utc,
+    fill_gaps,
+    format_duration,
+)
 from lowcarb.exceptions import ConfigurationError, DataValidationError, NoDataError
 
 __all__ = ["FileProvider"]
 
 log = logging.getLogger("lowcarb")
-
-GapPolicy = Literal["interpolate", "keep", "error"]
 
 _WIDE_TIME = "datetime_utc"
 _PORTAL_TIME = "datetime (utc)"
@@ -107,7 +113,6 @@ _MISSING = ["", "NaN", "nan", "NA", "N/A", "null", "None"]
 _TRUE_FLAGS = {"true", "1", "1.0", "yes"}
 _FALSE_FLAGS = {"false", "0", "0.0", "no", ""}
 _SUFFIXES = (".csv", ".parquet")
-_NS_PER_HOUR = 3600 * 10**9
 _PARQUET_HINT = "pip install 'lowcarb[parquet]'"
 
 
@@ -498,15 +503,9 @@ def _merge(parts: list[_Part], source: Path) -> tuple[pd.DataFrame, pd.DataFrame
     return values, estimated
 
 
-def _span(index: pd.DatetimeIndex, first: int, last: int) -> str:
-    length = int(last - first + 1)
-    return f"from {_fmt(index[first])} to {_fmt(index[last])} ({_plural(length, 'interval')})"
-
-
-def _runs(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """First and last positions (inclusive) of each run of True."""
-    edges = np.diff(np.concatenate(([0], missing.astype(np.int8), [0])))
-    return np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+def _span(index: pd.DatetimeIndex, run: GapRun) -> str:
+    first, last = index[run.first], index[run.last]
+    return f"from {_fmt(first)} to {_fmt(last)} ({_plural(run.length, 'interval')})"
 
 
 class FileProvider(CarbonProvider):
@@ -649,7 +648,7 @@ class FileProvider(CarbonProvider):
             notes.extend(flag_notes)
             notes.append(f"estimated flags read from {self.estimated_path.name}")
 
-        values, estimated = self._fill_gaps(values, estimated, step, zone_notes)
+        values, estimated = self._fill_gaps(values, estimated, resolution, zone_notes)
         for note in notes:
             log.info("%s: %s", source, note)
         for zone_list in zone_notes.values():
@@ -697,65 +696,61 @@ class FileProvider(CarbonProvider):
         self,
         values: pd.DataFrame,
         estimated: pd.DataFrame,
-        step: int,
+        resolution: timedelta,
         zone_notes: dict[str, list[str]],
     ) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Apply the gap policy; stricter than the network providers' (module docstring).
+
+        A file is the user's own data, so a gap interpolation cannot fill is an error
+        under ``interpolate``, rather than a NaN the user might never notice.
+        """
         arr = values.to_numpy(dtype=float, copy=True)
-        missing = np.isnan(arr)
-        if not missing.any():
+        if not np.isnan(arr).any():
             return values, estimated
         est = estimated.to_numpy(dtype=bool, copy=True)
         index = cast(pd.DatetimeIndex, values.index)
-        n = len(index)
-        x = index.asi8.astype(float)
-        limit_ns = self.max_gap_hours * _NS_PER_HOUR
+        max_gap = timedelta(hours=self.max_gap_hours)
         for j, zone in enumerate(values.columns):
-            col = missing[:, j]
-            if not col.any():
-                continue
-            starts, ends = _runs(col)
-            count, total = len(starts), int(col.sum())
-            summary = f"{_plural(count, 'gap')} ({_plural(total, 'interval')})"
-
-            if self.gaps == "error":
-                raise DataValidationError(
-                    f"zone {zone} has no value {_span(index, starts[0], ends[0])} (a missing "
-                    f"row or an empty cell); {summary} in all; fill them, or set "
-                    "gaps='interpolate' or gaps='keep'",
-                    str(self.path),
-                )
-            if self.gaps == "keep":
-                zone_notes.setdefault(str(zone), []).append(
-                    f"{zone}: {summary} left as NaN (gaps='keep')"
-                )
-                continue
-            for k in range(count):
-                if starts[k] == 0 or ends[k] == n - 1:
-                    edge = "starts" if starts[k] == 0 else "ends"
-                    raise DataValidationError(
-                        f"zone {zone} has no value {_span(index, starts[k], ends[k])}, where "
-                        f"its data {edge}; "
-                        "interpolation cannot fill a leading or trailing gap: set "
-                        "gaps='keep' to keep it as NaN, or trim the file",
-                        str(self.path),
-                    )
-                if (ends[k] - starts[k] + 1) * step > limit_ns:
-                    raise DataValidationError(
-                        f"zone {zone} has no value {_span(index, starts[k], ends[k])}, longer than "
-                        f"max_gap_hours={self.max_gap_hours:g}; set gaps='keep' to keep it "
-                        "as NaN, or raise max_gap_hours",
-                        str(self.path),
-                    )
-            ok = ~col
-            arr[col, j] = np.interp(x[col], x[ok], arr[ok, j])
-            est[col, j] = True
-            zone_notes.setdefault(str(zone), []).append(
-                f"{zone}: {summary} interpolated linearly and flagged estimated"
+            runs = fill_gaps(
+                arr[:, j], est[:, j], index, resolution, gaps=self.gaps, max_gap=max_gap
             )
+            if runs:
+                note = self._gap_note(str(zone), runs, index)
+                zone_notes.setdefault(str(zone), []).append(note)
         return (
             pd.DataFrame(arr, index=index, columns=values.columns),
             pd.DataFrame(est, index=index, columns=values.columns),
         )
+
+    def _gap_note(self, zone: str, runs: list[GapRun], index: pd.DatetimeIndex) -> str:
+        """The note on a zone's gaps, or the error when the policy refuses one."""
+        total = sum(run.length for run in runs)
+        summary = f"{_plural(len(runs), 'gap')} ({_plural(total, 'interval')})"
+        if self.gaps == "error":
+            raise DataValidationError(
+                f"zone {zone} has no value {_span(index, runs[0])} (a missing row or an empty "
+                f"cell); {summary} in all; fill them, or set gaps='interpolate' or gaps='keep'",
+                str(self.path),
+            )
+        if self.gaps == "keep":
+            return f"{zone}: {summary} left as NaN (gaps='keep')"
+        refused = next((run for run in runs if not run.filled), None)
+        if refused is not None and refused.reason in ("leading", "trailing"):
+            edge = "starts" if refused.reason == "leading" else "ends"
+            raise DataValidationError(
+                f"zone {zone} has no value {_span(index, refused)}, where its data {edge}; "
+                "interpolation cannot fill a leading or trailing gap: set gaps='keep' to "
+                "keep it as NaN, or trim the file",
+                str(self.path),
+            )
+        if refused is not None:
+            raise DataValidationError(
+                f"zone {zone} has no value {_span(index, refused)}, longer than "
+                f"max_gap_hours={self.max_gap_hours:g}; set gaps='keep' to keep it as NaN, "
+                "or raise max_gap_hours",
+                str(self.path),
+            )
+        return f"{zone}: {summary} interpolated linearly and flagged estimated"
 
     # -- provider interface -------------------------------------------------------------
 

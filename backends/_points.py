@@ -20,6 +20,9 @@ then applies one policy, the same for every provider, and reports every repair i
   - ``error``: any missing interval raises :class:`NoDataError`.
 
 * A zone with no value at all in the range: :class:`NoDataError`.
+
+:func:`fill_gaps` is the gap filler itself, for one zone's column; the ``file`` provider
+uses it too, with stricter rules of its own around it.
 """
 
 from __future__ import annotations
@@ -38,8 +41,17 @@ from lowcarb._series import MAX_PLAUSIBLE_G_PER_KWH
 from lowcarb._time import format_duration
 from lowcarb.exceptions import NoDataError, ResponseParseError
 
-__all__ = ["GapPolicy", "Point", "assemble", "intensity_value", "timestamp"]
+__all__ = [
+    "GapPolicy",
+    "GapRun",
+    "Point",
+    "assemble",
+    "fill_gaps",
+    "intensity_value",
+    "timestamp",
+]
 
+#: What to do with missing intervals: fill short interior runs, keep them NaN, or refuse.
 GapPolicy = Literal["interpolate", "keep", "error"]
 
 
@@ -56,6 +68,34 @@ class Point:
     start: datetime
     value: float | None
     estimated: bool = False
+
+
+@dataclass(frozen=True)
+class GapRun:
+    """One run of consecutive missing intervals of one zone, as :func:`fill_gaps` left it.
+
+    Attributes:
+        first: Row of its first interval.
+        last: Row of its last interval (inclusive).
+        start: Start of its first interval (UTC).
+        end: End of its last interval (exclusive, UTC).
+        filled: Whether it was interpolated (and flagged estimated).
+        reason: Why it was not: ``leading`` or ``trailing`` (a neighbour is missing),
+            ``too long`` (longer than ``max_gap``), ``policy`` (``keep`` or ``error``);
+            empty when filled.
+    """
+
+    first: int
+    last: int
+    start: datetime
+    end: datetime
+    filled: bool
+    reason: str = ""
+
+    @property
+    def length(self) -> int:
+        """Number of missing intervals."""
+        return self.last - self.first + 1
 
 
 def intensity_value(raw: Any, *, where: str, provider: str, factor: float = 1.0) -> float | None:
@@ -181,7 +221,8 @@ def assemble(
         column = values[:, j]
         if n and np.isnan(column).all():
             raise NoDataError(f"no data for {zone} in {span}", provider=provider)
-        _fill(column, flags[:, j], zone, index, step_ns, gaps, max_gap, provider, notes)
+        runs = fill_gaps(column, flags[:, j], index, resolution, gaps=gaps, max_gap=max_gap)
+        notes += _gap_notes(zone, runs, gaps, provider)
 
     zones = list(points)
     frame = pd.DataFrame(values, index=index, columns=zones)
@@ -189,47 +230,84 @@ def assemble(
     return frame, estimated, notes
 
 
-def _fill(
-    column: np.ndarray,
-    flags: np.ndarray,
-    zone: str,
-    index: pd.DatetimeIndex,
-    step_ns: int,
-    gaps: GapPolicy,
-    max_gap: timedelta,
-    provider: str,
-    notes: list[str],
-) -> None:
-    missing = np.isnan(column)
+def fill_gaps(
+    values: np.ndarray,
+    estimated: np.ndarray,
+    times: pd.DatetimeIndex,
+    resolution: timedelta,
+    *,
+    gaps: GapPolicy = "interpolate",
+    max_gap: timedelta = timedelta(hours=2),
+) -> list[GapRun]:
+    """Fill one zone's missing values (NaN) in place, by the gap policy, and report each run.
+
+    With ``gaps="interpolate"`` each *interior* run of missing intervals lasting at most
+    ``max_gap`` is filled linearly in time between its two neighbours and flagged in
+    ``estimated``; the others stay NaN. ``keep`` and ``error`` fill nothing: what an
+    ``error`` raises, and how the runs are worded in notes, is the caller's choice.
+
+    Args:
+        values: One zone's values (gCO2eq/kWh), 1-D float; NaN marks a missing one.
+        estimated: Its estimated flags, 1-D bool, same length; set where filled.
+        times: The interval starts of ``values`` (a regular grid).
+        resolution: The grid step.
+        gaps: The gap policy.
+        max_gap: Longest run (in time) that ``interpolate`` fills.
+
+    Returns:
+        Every run of missing intervals, in time order, saying whether it was filled.
+    """
+    missing = np.isnan(values)
     if not missing.any():
-        return
-    runs = _runs(missing)
-    total = int(missing.sum())
-    first, last = runs[0]
+        return []
+    out: list[GapRun] = []
+    step = pd.Timedelta(resolution)
+    limit_ns = pd.Timedelta(max_gap).value
+    known = ~missing
+    x = times.asi8.astype(float)
+    for first, last in _runs(missing):
+        reason = _unfillable(first, last, len(values), step.value, limit_ns, gaps)
+        if not reason:
+            values[first : last + 1] = np.interp(x[first : last + 1], x[known], values[known])
+            estimated[first : last + 1] = True
+        out.append(GapRun(first, last, times[first], times[last] + step, not reason, reason))
+    return out
+
+
+def _unfillable(first: int, last: int, n: int, step_ns: int, limit_ns: int, gaps: str) -> str:
+    """Why a run cannot be interpolated ("" when it can)."""
+    if gaps != "interpolate":
+        return "policy"
+    if first == 0:
+        return "leading"
+    if last == n - 1:
+        return "trailing"
+    if (last - first + 1) * step_ns > limit_ns:
+        return "too long"
+    return ""
+
+
+def _gap_notes(zone: str, runs: list[GapRun], gaps: GapPolicy, provider: str) -> list[str]:
+    """The notes on one zone's gaps; under ``gaps="error"``, the error."""
+    if not runs:
+        return []
+    total = sum(run.length for run in runs)
     if gaps == "error":
         raise NoDataError(
             f"{zone} has no value for {_count(total, 'interval')}, first "
-            f"{_fmt(index[first])} .. {_fmt(index[last] + pd.Timedelta(step_ns))} "
+            f"{_fmt(runs[0].start)} .. {_fmt(runs[0].end)} "
             "(gaps='error'; set gaps='interpolate' or 'keep' to accept gaps)",
             provider=provider,
         )
-    filled = 0
-    if gaps == "interpolate":
-        limit = pd.Timedelta(max_gap).value
-        known = ~missing
-        x = index.asi8.astype(float)
-        for a, b in runs:
-            interior = a > 0 and b < len(column) - 1
-            if interior and (b - a + 1) * step_ns <= limit:
-                column[a : b + 1] = np.interp(x[a : b + 1], x[known], column[known])
-                flags[a : b + 1] = True
-                filled += b - a + 1
+    filled = sum(run.length for run in runs if run.filled)
+    notes = []
     if filled:
         notes.append(
             f"{zone}: {_count(filled, 'missing interval')} interpolated and flagged estimated"
         )
     if total - filled:
         notes.append(f"{zone}: {_count(total - filled, 'interval')} without data, left as NaN")
+    return notes
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:

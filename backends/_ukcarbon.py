@@ -40,7 +40,7 @@ Values. Nationally, ``actual`` where published, else ``forecast`` flagged estima
 modelled estimates (the API publishes no measured regional value), so they are flagged
 estimated in ``latest`` and ``history``. ``data`` is accepted as a list or as a single
 object (real responses use both). Malformed bodies raise ``ResponseParseError`` naming
-the request; gaps, duplicates and disorder follow :mod:`lowcarb.backends._points`.
+the request; gaps, duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
 """
 
 from __future__ import annotations
@@ -54,13 +54,23 @@ from typing import Any, Literal
 import httpx
 import pandas as pd
 
-from lowcarb._provider import Capabilities
-from lowcarb._series import IntensitySeries
-from lowcarb._time import floor_time
-from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution
-from lowcarb.backends._http import Call, Flow, json_body
-from lowcarb.backends._http_provider import HttpOptions, HttpProvider
-from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
+from lowcarb.backends.toolkit import (
+    ZONE_CATALOG,
+    Call,
+    Capabilities,
+    Flow,
+    HttpOptions,
+    HttpProvider,
+    IntensitySeries,
+    Point,
+    ZoneInfo,
+    ZoneResolution,
+    assemble,
+    ceil_time,
+    floor_time,
+    intensity_value,
+    timestamp,
+)
 from lowcarb.exceptions import (
     InvalidInputError,
     NoDataError,
@@ -119,11 +129,6 @@ _ZONE_REGION = {region_zone(r): r for r in REGIONS}
 
 def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%MZ")
-
-
-def _ceil(when: datetime) -> datetime:
-    floor = floor_time(when, HALF_HOUR)
-    return floor if floor == when else floor + HALF_HOUR
 
 
 def outward_postcode(text: str) -> str:
@@ -298,7 +303,7 @@ class UKCarbonIntensityProvider(HttpProvider):
     def _history_flow(
         self, zones: list[str], start: datetime, end: datetime
     ) -> Flow[IntensitySeries]:
-        first, stop = _ceil(start), _ceil(end)
+        first, stop = ceil_time(start, HALF_HOUR), ceil_time(end, HALF_HOUR)
         limit = floor_time(self.clock.now(), HALF_HOUR) + HALF_HOUR
         if first >= limit or end > limit:
             raise NoDataError(
@@ -393,9 +398,7 @@ class UKCarbonIntensityProvider(HttpProvider):
         return points
 
     def _payload(self, response: httpx.Response, call: Call) -> Any:
-        payload = json_body(
-            response, provider=self.name, secrets=self._core.secrets, label=call.label
-        )
+        payload = self._json(response, call.label)
         if isinstance(payload, dict) and "error" in payload and "data" not in payload:
             raise ProviderError(
                 f"{self._where(response)} answered with an error: "
@@ -502,20 +505,6 @@ class UKCarbonIntensityProvider(HttpProvider):
         if actual is not None:
             return actual, False
         return forecast, True
-
-    def _object(self, item: Any, where: str) -> dict[str, Any]:
-        if not isinstance(item, dict):
-            raise ResponseParseError(
-                f"{where} is {type(item).__name__}, not an object", provider=self.name
-            )
-        return item
-
-    def _list(self, value: Any, where: str) -> list[Any]:
-        if not isinstance(value, list):
-            raise ResponseParseError(
-                f"{where} is {type(value).__name__}, not a list", provider=self.name
-            )
-        return value
 
     def _provenance(self, zones: Iterable[str], flags: pd.DataFrame) -> list[str]:
         notes = []

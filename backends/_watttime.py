@@ -24,7 +24,7 @@ in order:
 1. the ``regions`` option, entries ``"ZONE=REGION"`` (``"US-CAL-CISO=CAISO_NORTH"``);
    a ZONE not in lowcarb's catalog becomes a zone of this provider;
 2. ``GET /v3/region-from-loc`` at the zone's representative point (its main load
-   centre, :data:`lowcarb._zones.ZONE_CATALOG`), remembered for the provider's life.
+   centre, :data:`lowcarb.ZONE_CATALOG`), remembered for the provider's life.
 
 Every series says in its notes which region (and model) each zone used.
 :meth:`WattTimeProvider.region_for` answers the same question for a zone or for a
@@ -40,7 +40,7 @@ Free accounts may use region ``CAISO_NORTH`` only; elsewhere WattTime answers 40
 "Invalid scope", raised as an :class:`AuthenticationError` that says so. Units other
 than lbs CO2/MWh, another region or signal than asked, a period other than the
 resolution, and malformed JSON raise :class:`ResponseParseError` naming the (redacted)
-request; gaps, duplicates and disorder follow :mod:`lowcarb.backends._points`.
+request; gaps, duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
 """
 
 from __future__ import annotations
@@ -57,13 +57,27 @@ from typing import Any, Literal
 import httpx
 import pandas as pd
 
-from lowcarb._provider import Capabilities, Credential
-from lowcarb._series import IntensitySeries, lbs_per_mwh_to_g_per_kwh
-from lowcarb._time import floor_time, format_duration
-from lowcarb._zones import ZONE_CATALOG, ZoneInfo, parse_location
-from lowcarb.backends._http import Call, Flow
-from lowcarb.backends._http_provider import AsyncHttpProvider, HttpOptions, HttpProvider
-from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
+from lowcarb.backends.toolkit import (
+    ZONE_CATALOG,
+    AsyncHttpProvider,
+    Call,
+    Capabilities,
+    Credential,
+    Flow,
+    HttpOptions,
+    HttpProvider,
+    IntensitySeries,
+    Point,
+    ZoneInfo,
+    assemble,
+    ceil_time,
+    floor_time,
+    format_duration,
+    intensity_value,
+    lbs_per_mwh_to_g_per_kwh,
+    parse_location,
+    timestamp,
+)
 from lowcarb.exceptions import (
     AuthenticationError,
     ConfigurationError,
@@ -272,7 +286,6 @@ class WattTimeProvider(HttpProvider):
         #: Logins sent, for tests and for keeping an eye on WattTime's login limit.
         self.logins = 0
         super().__init__(**options)
-        self._base_secrets = self._core.secrets
 
     # -- description ----------------------------------------------------------------------
 
@@ -330,7 +343,7 @@ class WattTimeProvider(HttpProvider):
     def __repr__(self) -> str:
         return (
             f"WattTimeProvider(signal_type={self.signal_type!r}, "
-            f"regions={len(self.region_map)}, base_url={self._core.redact(self.base_url)!r})"
+            f"regions={len(self.region_map)}, base_url={self._redact(self.base_url)!r})"
         )
 
     # -- the async face -------------------------------------------------------------------
@@ -398,7 +411,7 @@ class WattTimeProvider(HttpProvider):
             )
         fresh = _Token(token.strip(), self.clock.now() + TOKEN_LIFETIME)
         self._token = fresh
-        self._core.secrets = (*self._base_secrets, fresh.value)
+        self._session_secrets(fresh.value)
         return fresh.value
 
     def _login_flow(self) -> Flow[None]:
@@ -621,7 +634,7 @@ class WattTimeProvider(HttpProvider):
         self, zones: list[str], start: datetime, end: datetime
     ) -> Flow[IntensitySeries]:
         step = self.capabilities.resolution
-        first, stop = _ceil(start, step), _ceil(end, step)
+        first, stop = ceil_time(start, step), ceil_time(end, step)
         limit = floor_time(self.clock.now(), step) + step
         if first >= limit or end > limit:
             raise NoDataError(
@@ -848,18 +861,6 @@ class WattTimeProvider(HttpProvider):
             notes.append(f"{region}: values WattTime imputed are flagged estimated")
         return points, notes
 
-    def _object(self, item: Any, where: str) -> dict[str, Any]:
-        if not isinstance(item, dict):
-            raise ResponseParseError(
-                f"{where} is {type(item).__name__}, not an object", provider=self.name
-            )
-        return item
-
-
-def _ceil(when: datetime, step: timedelta) -> datetime:
-    floor = floor_time(when, step)
-    return floor if floor == when else floor + step
-
 
 class AsyncWattTimeProvider(AsyncHttpProvider):
     """The async face of :class:`WattTimeProvider` (build it with ``to_async()``).
@@ -872,13 +873,13 @@ class AsyncWattTimeProvider(AsyncHttpProvider):
 
     async def verify_credentials(self) -> None:
         """See :meth:`WattTimeProvider.verify_credentials`."""
-        await self._driver.run(self.provider._login_flow())
+        await self._run(self.provider._login_flow())
 
     async def region_for(self, location: str) -> WattTimeRegion:
         """See :meth:`WattTimeProvider.region_for`."""
-        return await self._driver.run(self.provider._region_for_flow(location))
+        return await self._run(self.provider._region_for_flow(location))
 
     async def signal_index(self, zones: Sequence[str]) -> dict[str, SignalIndex]:
         """See :meth:`WattTimeProvider.signal_index`."""
         checked = self.provider._check_zones(zones)
-        return await self._driver.run(self.provider._index_flow(checked))
+        return await self._run(self.provider._index_flow(checked))

@@ -65,7 +65,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from lowcarb import Client, Ledger, ManualClock, SelectionEngine
-from lowcarb.backends._electricitymaps import ElectricityMapsProvider
+from lowcarb.backends import ElectricityMapsProvider
 
 BEGIN, END = "<!-- BEGIN providers.py -->", "<!-- END providers.py -->"
 TOKEN = "benchmark-token-not-a-secret"

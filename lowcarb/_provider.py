@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Self
 
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._series import EmissionBasis, IntensitySeries, Signal
-from lowcarb._time import ensure_utc, floor_time, format_duration
+from lowcarb._time import MAX_SPAN, check_range, ensure_utc, floor_time, format_duration
 from lowcarb._zones import ZONE_CATALOG, ZoneInfo, ZoneResolution, resolve_zone, suggest_zones
 from lowcarb.exceptions import InvalidInputError, NoDataError, UnknownZoneError
 
@@ -30,10 +30,6 @@ __all__ = [
     "Credential",
     "ThreadedAsyncProvider",
 ]
-
-#: The longest range one history or forecast call may ask for; guards against typos
-#: such as a start year of 1024 that would otherwise allocate millions of rows.
-MAX_SPAN = timedelta(days=3 * 366 + 31)
 
 
 @dataclass(frozen=True)
@@ -180,7 +176,7 @@ class CarbonProvider(abc.ABC):
             end: Exclusive, timezone-aware, after ``start``.
         """
         checked = self._check_zones(zones)
-        start, end = _check_range(start, end)
+        start, end = check_range(start, end)
         return self._history(checked, start, end)
 
     def forecast(
@@ -200,13 +196,27 @@ class CarbonProvider(abc.ABC):
             horizon: How far ahead, positive.
         """
         checked = self._check_zones(zones)
-        first = self._forecast_start(start, horizon)
+        first = self.forecast_start(start, horizon)
         return self._forecast(checked, first, horizon)
 
-    def _forecast_start(self, start: datetime | None, horizon: timedelta) -> datetime:
-        """Check a forecast's horizon and reach; returns the floored start.
+    def forecast_start(self, start: datetime | None, horizon: timedelta) -> datetime:
+        """Check a forecast request and return the start of its first interval.
 
-        Shared by every face of a provider (sync here, async in network backends).
+        Every face of a provider (this sync one, an async one) checks forecasts here, so
+        they refuse the same requests with the same errors.
+
+        Args:
+            start: Time inside the first interval (timezone-aware); None: now.
+            horizon: How far ahead, positive.
+
+        Returns:
+            ``start`` floored to ``capabilities.resolution`` (UTC).
+
+        Raises:
+            InvalidInputError: For a naive ``start``, a horizon that is not positive or
+                longer than :data:`MAX_SPAN`, or a forecast reaching further ahead of now
+                than ``capabilities.forecast_horizon``.
+            NoDataError: If the provider gives no forecasts.
         """
         first = self.clock.now() if start is None else ensure_utc(start, "start")
         if not isinstance(horizon, timedelta) or horizon <= timedelta(0):
@@ -230,6 +240,16 @@ class CarbonProvider(abc.ABC):
                 f"({format_duration(reach)}); ask for a shorter horizon or an earlier start"
             )
         return first
+
+    def to_async(self) -> AsyncCarbonProvider:
+        """The async face of this provider (``await face.forecast(...)``).
+
+        The default runs each call of this provider in a worker thread
+        (:class:`ThreadedAsyncProvider`), which suits local and blocking providers;
+        network providers return their own non-blocking face. Closing the face closes
+        this provider.
+        """
+        return ThreadedAsyncProvider(self)
 
     def close(self) -> None:  # noqa: B027 - optional hook, most providers hold nothing
         """Release resources (connections, files)."""
@@ -267,19 +287,6 @@ class CarbonProvider(abc.ABC):
             if canonical not in out:
                 out.append(canonical)
         return out
-
-
-def _check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
-    start = ensure_utc(start, "start")
-    end = ensure_utc(end, "end")
-    if start >= end:
-        raise InvalidInputError(f"start {start.isoformat()} must be before end {end.isoformat()}")
-    if end - start > MAX_SPAN:
-        raise InvalidInputError(
-            f"range {start.isoformat()} .. {end.isoformat()} is longer than the maximum "
-            f"{MAX_SPAN.days} days; ask in pieces"
-        )
-    return start, end
 
 
 class AsyncCarbonProvider(abc.ABC):

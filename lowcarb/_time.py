@@ -17,7 +17,19 @@ import pandas as pd
 
 from lowcarb.exceptions import InvalidInputError
 
-__all__ = ["ensure_utc", "floor_time", "format_duration", "parse_time"]
+__all__ = [
+    "MAX_SPAN",
+    "ceil_time",
+    "check_range",
+    "ensure_utc",
+    "floor_time",
+    "format_duration",
+    "parse_time",
+]
+
+#: The longest range one history or forecast call may ask for; guards against typos
+#: such as a start year of 1024 that would otherwise allocate millions of rows.
+MAX_SPAN = timedelta(days=3 * 366 + 31)
 
 
 def ensure_utc(value: datetime | pd.Timestamp, name: str = "time") -> datetime:
@@ -73,6 +85,35 @@ def floor_time(when: datetime, resolution: timedelta) -> datetime:
     epoch = datetime(1970, 1, 1, tzinfo=UTC)
     steps = (when - epoch) // resolution
     return epoch + steps * resolution
+
+
+def ceil_time(when: datetime, resolution: timedelta) -> datetime:
+    """Return the first ``resolution``-long interval start at or after ``when``.
+
+    ``when`` itself when it lies on the (epoch-aligned) grid, else the next interval's
+    start: the first interval of a range that begins at ``when``.
+    """
+    floor = floor_time(when, resolution)
+    return floor if floor == when else floor + resolution
+
+
+def check_range(start: datetime, end: datetime) -> tuple[datetime, datetime]:
+    """Check a ``[start, end)`` range and return it in UTC.
+
+    Raises:
+        InvalidInputError: If a bound is naive or not a datetime, ``start`` is not before
+            ``end``, or the range is longer than :data:`MAX_SPAN`.
+    """
+    start = ensure_utc(start, "start")
+    end = ensure_utc(end, "end")
+    if start >= end:
+        raise InvalidInputError(f"start {start.isoformat()} must be before end {end.isoformat()}")
+    if end - start > MAX_SPAN:
+        raise InvalidInputError(
+            f"range {start.isoformat()} .. {end.isoformat()} is longer than the maximum "
+            f"{MAX_SPAN.days} days; ask in pieces"
+        )
+    return start, end
 
 
 def format_duration(delta: timedelta) -> str:

@@ -13,7 +13,9 @@ the provider interface against it::
         def make_provider(self, clock):
             return MyGridProvider(clock=clock)
 
-Requires pytest (the ``dev`` extra).
+The checks cover both faces: the provider, and its own async face (``to_async()``).
+``make_provider`` is called once per face, so each sends its own requests. Requires
+pytest (the ``dev`` extra).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import pandas as pd
 import pytest
 
 from lowcarb._clock import ManualClock
-from lowcarb._provider import CarbonProvider, ThreadedAsyncProvider
+from lowcarb._provider import AsyncCarbonProvider, CarbonProvider
 from lowcarb._series import MAX_PLAUSIBLE_G_PER_KWH, IntensitySeries
 from lowcarb._time import floor_time
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
@@ -138,15 +140,42 @@ class ProviderContract:
             provider.forecast(self.zones, horizon=timedelta(0))
 
     def test_async_matches_sync(self, provider: CarbonProvider) -> None:
-        """The async face returns the same values."""
-        sync = provider.latest(self.zones)
+        """The provider's own async face (``to_async()``) answers as the sync one does.
 
-        async def run() -> IntensitySeries:
-            async with ThreadedAsyncProvider(self.make_provider(ManualClock(self.now))) as p:
-                return await p.latest(self.zones)
+        The face comes from a second provider built like the first, so that it sends its
+        own requests (through its own client) rather than reading the first one's cache.
+        """
+        step = provider.capabilities.resolution
+        end = floor_time(self.now, step)
+        start = end - 6 * step
+        forecasts = provider.capabilities.forecast_horizon is not None
+        expected = {
+            "latest": provider.latest(self.zones),
+            "history": provider.history(self.zones, start, end),
+        }
+        if forecasts:
+            expected["forecast"] = provider.forecast(self.zones, horizon=3 * step)
 
-        got = asyncio.run(run())
-        assert got.values.equals(sync.values)
+        async def run() -> tuple[list[str], dict[str, IntensitySeries]]:
+            face = self.make_provider(ManualClock(self.now)).to_async()
+            assert isinstance(face, AsyncCarbonProvider)
+            async with face:
+                served = await face.served_zones()
+                got = {
+                    "latest": await face.latest(self.zones),
+                    "history": await face.history(self.zones, start, end),
+                }
+                if forecasts:
+                    got["forecast"] = await face.forecast(self.zones, horizon=3 * step)
+            return served, got
+
+        served, got = asyncio.run(run())
+        assert served == provider.served_zones()
+        for call, series in expected.items():
+            self.check_series(got[call], provider)
+            assert got[call].values.equals(series.values), call
+            assert got[call].estimated_mask().equals(series.estimated_mask()), call
+            assert got[call].metadata() == series.metadata(), call
 
     def test_no_secret_in_repr(self, provider: CarbonProvider) -> None:
         """Credentials never show in a repr."""

@@ -54,6 +54,7 @@ def test_the_harness_runs_end_to_end_and_reports_json(bench, capsys):
     assert cached["requests"] == sum(cached["by_endpoint"].values()) <= uncached["requests"]
 
 
+@pytest.mark.slow
 def test_write_docs_replaces_only_its_own_section(bench, monkeypatch, tmp_path, capsys):
     doc = tmp_path / "benchmarks.md"
     doc.write_text(

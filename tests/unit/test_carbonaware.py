@@ -132,7 +132,7 @@ def test_options_and_key_from_the_environment(tmp_path, api, clock):
         "LOWCARB_CARBON_AWARE_SDK_API_KEY": "gw-secret-123456",
     }
     settings = load_settings({"provider": "carbon-aware-sdk"}, environ=environ, cwd=tmp_path)
-    p = settings.open_provider(clock=clock)
+    p = settings.open_provider("carbon-aware-sdk", clock=clock)
     assert isinstance(p, CarbonAwareSDKProvider)
     assert p.base_url == BASE and p.route_prefix == "/casdk"
     assert p.locations["DE"] == "frankfurt-dc" and p.locations["site-a"] == "eastus2"
@@ -631,11 +631,11 @@ def test_async_face_validates_like_the_sync_one(api, clock):
 
 
 def test_a_fallback_chain_takes_over(api, clock):
-    from lowcarb._fallback import FallbackProvider
+    from lowcarb import ProviderChain
     from lowcarb.backends import DefaultProvider
 
     api.empty = True
-    chain = FallbackProvider([make(api, clock), DefaultProvider(clock=clock)])
+    chain = ProviderChain([make(api, clock), DefaultProvider(clock=clock)])
     series = chain.latest(["DE"])
     assert series.provider == "default"
     assert any("carbon-aware-sdk failed" in n for n in series.notes)

@@ -92,7 +92,7 @@ def test_key_from_a_file_and_options_from_the_environment(tmp_path):
         "LOWCARB_ELECTRICITYMAPS_ZONES": "DE,FR",
     }
     settings = load_settings({"provider": "electricitymaps"}, environ=environ, cwd=tmp_path)
-    p = settings.open_provider()
+    p = settings.open_provider("electricitymaps")
     assert isinstance(p, ElectricityMapsProvider)
     assert p.token == TOKEN and p.capabilities.basis == "direct"
     assert p.default_zones() == ["DE", "FR"]
@@ -477,10 +477,10 @@ def test_a_failing_zone_list_surfaces_from_the_call_once(api, clock):
 
 
 def test_a_fallback_chain_takes_over_when_the_key_is_refused(api, clock):
-    from lowcarb._fallback import FallbackProvider
+    from lowcarb import ProviderChain
     from lowcarb.backends import DefaultProvider
 
-    chain = FallbackProvider([make(api, clock, token="bad-key-0000"), DefaultProvider(clock=clock)])
+    chain = ProviderChain([make(api, clock, token="bad-key-0000"), DefaultProvider(clock=clock)])
     series = chain.latest([chain.resolve("DE").zone])
     assert series.provider == "default"
     assert any("electricitymaps failed" in n and "Invalid auth-token" in n for n in series.notes)
@@ -488,13 +488,13 @@ def test_a_fallback_chain_takes_over_when_the_key_is_refused(api, clock):
 
 
 def test_a_fallback_chain_takes_over_on_bad_credentials(api, clock):
-    from lowcarb._fallback import FallbackProvider
+    from lowcarb import ProviderChain
     from lowcarb.backends import DefaultProvider
 
     em = make(api, clock)
     em.served_zones()
     api.token = "rotated"
-    chain = FallbackProvider([em, DefaultProvider(clock=clock)])
+    chain = ProviderChain([em, DefaultProvider(clock=clock)])
     series = chain.latest(["DE"])
     assert series.provider == "default"
     assert any("electricitymaps failed" in note for note in series.notes)

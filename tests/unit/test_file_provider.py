@@ -671,7 +671,7 @@ def test_options_through_settings(tmp_path: Path, clock: ManualClock) -> None:
     assert isinstance(options, FileProvider.Options)
     assert options.path == path
     assert options.gaps == "keep"
-    provider = settings.open_provider(clock=clock)
+    provider = settings.open_provider("file", clock=clock)
     assert isinstance(provider, FileProvider)
     assert provider.latest(["FR"]).values["FR"].iloc[0] == value(12, 1)
 

@@ -18,9 +18,8 @@ import pandas as pd
 import pytest
 
 from lowcarb import Capabilities, Credential, ManualClock, load_settings
-from lowcarb.backends._http import Call, DiskCache, Flow, json_body
-from lowcarb.backends._http_provider import HttpOptions, HttpProvider
-from lowcarb.backends._ukcarbon import UKCarbonIntensityProvider
+from lowcarb.backends import UKCarbonIntensityProvider
+from lowcarb.backends.toolkit import Call, DiskCache, Flow, HttpOptions, HttpProvider, json_body
 from lowcarb.exceptions import ConfigurationError
 
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)

@@ -13,12 +13,12 @@ import httpx
 import pytest
 
 from lowcarb import ManualClock
-from lowcarb.backends._http import (
+from lowcarb.backends._http_core import HttpCore
+from lowcarb.backends.toolkit import (
     STATUS_ERRORS,
     AsyncDriver,
     Call,
     Flow,
-    HttpCore,
     ResponseCache,
     RetryPolicy,
     SyncDriver,

@@ -1,13 +1,14 @@
-"""The shared repair policy of the network providers (lowcarb.backends._points)."""
+"""The shared repair policy of the providers (assemble and fill_gaps of the toolkit)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from lowcarb.backends._points import Point, assemble, intensity_value, timestamp
+from lowcarb.backends.toolkit import Point, assemble, fill_gaps, intensity_value, timestamp
 from lowcarb.exceptions import NoDataError, ResponseParseError
 
 T0 = datetime(2024, 6, 1, tzinfo=UTC)
@@ -112,3 +113,37 @@ def test_timestamp_formats_of_every_provider():
         assert parsed.tzinfo is not None and parsed.utcoffset() == timedelta(0)
     with pytest.raises(ResponseParseError, match="without a UTC offset"):
         timestamp("2022-07-15T00:00:00", where="t", provider="p")
+
+
+def column(values):
+    times = pd.date_range(T0, periods=len(values), freq="h")
+    data = np.array([np.nan if v is None else v for v in values], dtype=float)
+    return data, np.zeros(len(values), dtype=bool), times
+
+
+def test_fill_gaps_fills_short_interior_runs_in_place_and_reports_every_run():
+    values, flags, times = column([None, 10, None, None, 40, None, None, None, 80, None])
+    runs = fill_gaps(values, flags, times, HOUR, max_gap=2 * HOUR)
+    assert [(r.first, r.last, r.filled, r.reason) for r in runs] == [
+        (0, 0, False, "leading"),
+        (2, 3, True, ""),
+        (5, 7, False, "too long"),
+        (9, 9, False, "trailing"),
+    ]
+    assert values[2:4].tolist() == [20, 30]
+    assert np.flatnonzero(flags).tolist() == [2, 3]
+    assert runs[1].start == T0 + 2 * HOUR and runs[1].end == T0 + 4 * HOUR
+    assert runs[2].length == 3 and np.isnan(values[5:8]).all()
+
+
+@pytest.mark.parametrize("gaps", ["keep", "error"])
+def test_fill_gaps_fills_nothing_unless_asked_to_interpolate(gaps):
+    values, flags, times = column([10, None, 30])
+    runs = fill_gaps(values, flags, times, HOUR, gaps=gaps)
+    assert [(r.filled, r.reason) for r in runs] == [(False, "policy")]
+    assert np.isnan(values[1]) and not flags.any()
+
+
+def test_fill_gaps_without_gaps_reports_nothing():
+    values, flags, times = column([10, 20])
+    assert fill_gaps(values, flags, times, HOUR) == [] and values.tolist() == [10, 20]

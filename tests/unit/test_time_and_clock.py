@@ -3,7 +3,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from lowcarb import InvalidInputError, ManualClock, SystemClock, ensure_utc, parse_time
-from lowcarb._time import floor_time, format_duration
+from lowcarb.backends.toolkit import MAX_SPAN, ceil_time, check_range, floor_time, format_duration
 
 
 def test_naive_datetime_rejected_with_hint():
@@ -70,3 +70,27 @@ def test_manual_clock_async():
 
 def test_system_clock_is_aware():
     assert SystemClock().now().tzinfo is not None
+
+
+def test_ceil_time():
+    hour = timedelta(hours=1)
+    on = datetime(2024, 6, 1, 10, tzinfo=UTC)
+    assert ceil_time(on, hour) == on
+    assert ceil_time(on + timedelta(minutes=1), hour) == on + hour
+    assert ceil_time(on + timedelta(minutes=40), timedelta(minutes=30)) == on + hour
+    paris = timezone(timedelta(hours=2))
+    assert ceil_time(datetime(2024, 6, 1, 12, 5, tzinfo=paris), hour) == on + hour
+    with pytest.raises(InvalidInputError, match="naive"):
+        ceil_time(datetime(2024, 6, 1), hour)
+
+
+def test_check_range():
+    start = datetime(2024, 6, 1, 10, tzinfo=timezone(timedelta(hours=2)))
+    end = start + timedelta(hours=3)
+    assert check_range(start, end) == (start.astimezone(UTC), end.astimezone(UTC))
+    with pytest.raises(InvalidInputError, match="before"):
+        check_range(end, start)
+    with pytest.raises(InvalidInputError, match="naive"):
+        check_range(datetime(2024, 6, 1), end)
+    with pytest.raises(InvalidInputError, match="maximum"):
+        check_range(start, start + MAX_SPAN + timedelta(seconds=1))

@@ -429,11 +429,11 @@ def test_rate_limited_beyond_budget(api, clock):
 
 
 def test_a_fallback_chain_takes_over_on_failure(api, clock):
-    from lowcarb._fallback import FallbackProvider
+    from lowcarb import ProviderChain
     from lowcarb.backends import DefaultProvider
 
     api.script = [error(500, "boom")]
-    chain = FallbackProvider([make(api, clock), DefaultProvider(clock=clock)])
+    chain = ProviderChain([make(api, clock), DefaultProvider(clock=clock)])
     series = chain.latest(["GB"])
     assert series.provider == "default"
     assert any("ukcarbon failed" in note for note in series.notes)
@@ -448,7 +448,7 @@ def test_options_from_config_and_environment(tmp_path):
         environ={"LOWCARB_UKCARBON_TIMEOUT_S": "3.5", "LOWCARB_UKCARBON_GAPS": "keep"},
         cwd=tmp_path,
     )
-    p = settings.open_provider()
+    p = settings.open_provider("ukcarbon")
     assert isinstance(p, UKCarbonIntensityProvider)
     assert p.timeout_s == 3.5 and p.gaps == "keep"
     assert p.base_url == "https://api.carbonintensity.org.uk"
@@ -584,12 +584,12 @@ def test_a_training_asks_each_forecast_once_per_half_hour(clock, cache_ttl_s, ex
     # The core's planning signal, re-planned every 10 minutes for 2 hours over 4 zones.
     import pandas as pd
 
-    from lowcarb import PersistenceForecaster
+    from lowcarb import PersistenceForecaster, ProviderChain
     from lowcarb._signal import SignalSource
 
     api = FakeUKCarbonAPI(clock)
     p = make(api, clock, cache_ttl_s=cache_ttl_s)
-    source = SignalSource(p, forecaster=PersistenceForecaster())
+    source = SignalSource(ProviderChain([p]), forecaster=PersistenceForecaster())
     zones = ["GB", "GB-R3", "GB-R13", "GB-R1"]
     clock.set(SLOT + HALF)  # 12:30 .. 14:20: four half-hours
     for _ in range(12):

@@ -110,7 +110,7 @@ def test_options_and_credentials_from_config(tmp_path, clock):
         "LOWCARB_WATTTIME_SIGNAL_TYPE": "co2_moer",
     }
     settings = load_settings({"provider": "watttime"}, environ=env, cwd=tmp_path)
-    p = settings.open_provider(clock=clock)
+    p = settings.open_provider("watttime", clock=clock)
     assert isinstance(p, WattTimeProvider)
     assert p.password == PASSWORD and p.region_map == {"US-CAL-CISO": "CAISO_NORTH", "LAB": "PSCO"}
     with pytest.raises(MissingCredentialError, match="LOWCARB_WATTTIME_USERNAME"):
@@ -498,11 +498,11 @@ def test_async_face_matches_sync_and_sends_regions_concurrently(api, clock):
 
 
 def test_a_fallback_chain_takes_over_from_the_free_tier_403(api, clock):
-    from lowcarb._fallback import FallbackProvider
+    from lowcarb import ProviderChain
     from lowcarb.backends import DefaultProvider
 
     api.allowed = {"CAISO_NORTH"}
-    chain = FallbackProvider([make(api, clock), DefaultProvider(clock=clock)])
+    chain = ProviderChain([make(api, clock), DefaultProvider(clock=clock)])
     series = chain.latest(["US-TEX-ERCO"])
     assert series.provider == "default"
     assert any("watttime failed" in note and "CAISO_NORTH" in note for note in series.notes)
