@@ -16,7 +16,7 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any as _Any
 
 from lowcarb._accounting import RunSummary, jain_index, summarize
 from lowcarb._chain import ProviderChain
@@ -101,7 +101,7 @@ __version__ = "0.1.0"
 _SIMULATION = ("PolicyResult", "Scenario", "SimulationResult", "simulate")
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     if name in _SIMULATION:
         import lowcarb.simulation
 

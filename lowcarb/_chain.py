@@ -26,8 +26,8 @@ from lowcarb._provider import Capabilities, CarbonProvider
 from lowcarb._registry import get_provider_class
 from lowcarb._series import IntensitySeries, align
 from lowcarb._time import floor_time, format_duration
-from lowcarb._zones import ZoneResolution
-from lowcarb.exceptions import InvalidInputError, LowcarbError, UnknownZoneError
+from lowcarb._zones import ZoneInfo, ZoneResolution
+from lowcarb.exceptions import InvalidInputError, LowcarbError, ProviderError, UnknownZoneError
 
 __all__ = ["DEFAULT_PROVIDER", "Fanout", "Part", "ProviderChain"]
 
@@ -65,14 +65,19 @@ class Fanout(Generic[T]):
         missing: Zones nobody answered for.
         notes: Members skipped or failed, in order.
         reasons: Per zone answered by anything but the primary: why.
-        error: The last member failure, if any.
+        errors: The members' failures, in order.
     """
 
     parts: tuple[Part[T], ...]
     missing: tuple[str, ...]
     notes: tuple[str, ...] = ()
     reasons: dict[str, str] = field(default_factory=dict)
-    error: LowcarbError | None = None
+    errors: tuple[LowcarbError, ...] = ()
+
+    @property
+    def error(self) -> LowcarbError | None:
+        """The last member failure, if any."""
+        return self.errors[-1] if self.errors else None
 
 
 class ProviderChain(CarbonProvider):
@@ -187,6 +192,16 @@ class ProviderChain(CarbonProvider):
         """The primary's zones: the others exist to back it up."""
         return self.members[0].default_zones()
 
+    def zones(self) -> list[ZoneInfo]:
+        """Each member's own description of its zones, primary first, each zone once."""
+        seen: dict[str, ZoneInfo] = {}
+        for position, member in enumerate(self.members):
+            if not self._table(position):
+                continue  # it cannot list its zones now
+            for info in member.zones():
+                seen.setdefault(info.zone.upper(), info)
+        return list(seen.values())
+
     def resolve(self, location: str) -> ZoneResolution:
         """Resolve ``location`` with the first member that can.
 
@@ -235,7 +250,7 @@ class ProviderChain(CarbonProvider):
         parts: list[Part[T]] = []
         notes: list[str] = []
         reasons: dict[str, str] = {}
-        error: LowcarbError | None = None
+        errors: list[LowcarbError] = []
         for position, member in enumerate(self.members):
             if not remaining:
                 break
@@ -258,8 +273,13 @@ class ProviderChain(CarbonProvider):
             except LowcarbError as exc:
                 # The caller's input was checked on entering the chain: what a member
                 # raises now is that member's failure, and the next one may do better.
-                error = exc
-                self._failed(member, mine, exc, notes, reasons)
+                errors.append(exc)
+                later = range(position + 1, len(self.members))
+                if any(self.serves(p, z) for p in later for z in mine):
+                    log.warning("provider %s failed, trying the next one: %s", member.name, exc)
+                notes.append(f"{member.name} failed: {exc}")
+                for zone in mine:
+                    reasons.setdefault(zone, f"{member.name} failed: {exc}")
                 if position == 0 and rescue is not None:
                     standin = rescue(mine)
                     if standin is not None:
@@ -268,20 +288,7 @@ class ProviderChain(CarbonProvider):
                 continue
             parts.append(Part(member.name, position, tuple(mine), value))
             remaining = [z for z in remaining if z not in mine]
-        return Fanout(tuple(parts), tuple(remaining), tuple(notes), reasons, error)
-
-    @staticmethod
-    def _failed(
-        member: CarbonProvider,
-        zones: list[str],
-        exc: LowcarbError,
-        notes: list[str],
-        reasons: dict[str, str],
-    ) -> None:
-        log.warning("provider %s failed, trying the next one: %s", member.name, exc)
-        notes.append(f"{member.name} failed: {exc}")
-        for zone in zones:
-            reasons.setdefault(zone, f"{member.name} failed: {exc}")
+        return Fanout(tuple(parts), tuple(remaining), tuple(notes), reasons, tuple(errors))
 
     # -- the provider interface --------------------------------------------------------------
 
@@ -289,15 +296,18 @@ class ProviderChain(CarbonProvider):
         """One series from the members' answers, its notes saying who answered what."""
         if fanout.missing:
             detail = "; ".join(fanout.notes) or "no member serves it"
-            if fanout.error is not None and not isinstance(fanout.error, InvalidInputError):
-                raise type(fanout.error)(
+            error = fanout.error
+            if len(fanout.errors) == 1 and error is not None:
+                raise error  # one provider was asked: its own error says it best
+            if isinstance(error, ProviderError):
+                raise type(error)(
                     f"every provider in the chain failed for {', '.join(fanout.missing)}: "
                     + detail,
                     provider=self.name,
-                )
+                ) from error
             raise InvalidInputError(
                 f"no provider in the chain can answer for {', '.join(fanout.missing)}: {detail}"
-            )
+            ) from error
         notes = list(fanout.notes)
         for part in fanout.parts:
             if part.position > 0:

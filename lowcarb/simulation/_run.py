@@ -326,6 +326,7 @@ def _open_source(
     """
     lookback = timedelta(days=14)
     first, end = scenario.start - lookback, scenario.end + scenario.slot
+    options: dict[str, Any]
     if scenario.data is None:
         name, options = "default", {"seed": scenario.provider_seed}
         where, label = "the default provider", "default provider (synthetic)"
