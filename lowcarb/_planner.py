@@ -26,6 +26,7 @@ makes the planner violate them as little as possible, and the result reports by 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +121,30 @@ class Plan:
         return int(np.argmax(self.runs))
 
 
+def _silent_highs() -> Any:
+    """A new ``highspy.Highs`` that writes nothing to stdout, not even HiGHS's banner.
+
+    HiGHS prints a banner on file descriptor 1 at an instance's first call, unless
+    ``output_flag`` was switched off before it (its documented way to silence it). The
+    constructor of ``highspy.Highs`` makes that first call itself (``enableCallbacks``),
+    and highspy 1.16 prints the banner there, where a later ``setOptionValue`` is too late;
+    so the flag is switched off inside that call, on this instance only.
+    """
+    return _silent_highs_class()()
+
+
+@functools.cache
+def _silent_highs_class() -> type[Any]:
+    import highspy
+
+    class SilentHighs(highspy.Highs):
+        def enableCallbacks(self) -> None:
+            self.setOptionValue("output_flag", False)
+            super().enableCallbacks()  # type: ignore[no-untyped-call]
+
+    return SilentHighs
+
+
 class _Model:
     """One HiGHS model solved with changing bounds and integrality.
 
@@ -148,8 +173,8 @@ class _Model:
         lp.a_matrix_.start_ = self.matrix.indptr
         lp.a_matrix_.index_ = self.matrix.indices
         lp.a_matrix_.value_ = self.matrix.data
-        highs = highspy.Highs()  # type: ignore[no-untyped-call]
-        highs.setOptionValue("output_flag", False)
+        highs = _silent_highs()
+        highs.setOptionValue("output_flag", False)  # highspy < 1.8 has no hook for it
         if integrality.any():
             kinds = (highspy.HighsVarType.kContinuous, highspy.HighsVarType.kInteger)
             lp.integrality_ = [kinds[int(v)] for v in integrality]
