@@ -1,7 +1,7 @@
-"""``python -m lowcarb`` runs the command line."""
+"""``python -m lowcarb``: the command line."""
 
 import sys
 
-from lowcarb._cli import main
+from lowcarb.cli import main
 
 sys.exit(main())

@@ -11,6 +11,19 @@ import pytest
 from lowcarb import ManualClock
 
 REPO = Path(__file__).resolve().parents[1]
+#: The mark expression of the default run (pyproject's addopts).
+DEFAULT_STAGE = "not integration and not interop and not slow"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config) -> None:
+    """Spread only the default run over workers; a chosen stage runs in this process.
+
+    The integration, interop and slow stages start servers, subprocesses and Ray: run
+    side by side they would compete for the two cores they each expect.
+    """
+    if config.option.markexpr != DEFAULT_STAGE and getattr(config.option, "numprocesses", None):
+        config.option.numprocesses = None
 
 
 def _shared_data_dir() -> Path:

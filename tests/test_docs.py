@@ -21,6 +21,7 @@ def test_readme_quickstart_runs(tmp_path, monkeypatch):
 
 
 @pytest.mark.docs
+@pytest.mark.slow
 def test_mkdocs_build_strict(tmp_path):
     pytest.importorskip("mkdocs", reason="install the docs extra to build the site")
     mkdocs = shutil.which("mkdocs", path=str(Path(sys.executable).parent)) or "mkdocs"

@@ -17,7 +17,7 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
+from lowcarb.cli import main
 from lowcarb.backends._carbonaware import CarbonAwareSDKProvider
 from lowcarb.exceptions import (
     AuthenticationError,

@@ -19,7 +19,7 @@ from test_cassette_hygiene import problems
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
+from lowcarb.cli import main
 from lowcarb.backends._electricitymaps import TOKEN_ENV, ElectricityMapsProvider
 from lowcarb.exceptions import (
     AuthenticationError,

@@ -21,7 +21,7 @@ from entsoe.mappings import PSRTYPE_MAPPINGS
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
+from lowcarb.cli import main
 from lowcarb.backends._entsoe import EntsoeProvider
 from lowcarb.backends._entsoe_factors import factor_for
 from lowcarb.exceptions import (

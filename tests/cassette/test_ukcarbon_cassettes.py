@@ -16,7 +16,7 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
+from lowcarb.cli import main
 from lowcarb.backends import UKCarbonIntensityProvider
 from lowcarb.exceptions import (
     NoDataError,

@@ -18,7 +18,7 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
+from lowcarb.cli import main
 from lowcarb._time import floor_time
 from lowcarb.backends._watttime import WattTimeProvider
 from lowcarb.exceptions import (

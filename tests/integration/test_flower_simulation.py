@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from lowcarb import Client, Ledger, ManualClock, SelectionEngine
-from lowcarb.simulation import DEFAULT_ZONES
 from lowcarb.backends import DefaultProvider
+from lowcarb.simulation import DEFAULT_ZONES
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lowcarb._cli import main
+from lowcarb.cli import main
 
 NOW = "2024-06-01T12:00Z"
 
@@ -161,6 +161,7 @@ def test_version(capsys):
     assert code == 0 and out.startswith("lowcarb ")
 
 
+@pytest.mark.slow
 def test_console_script_on_a_fresh_install():
     """The installed `lowcarb` entry point runs in a subprocess, as a user would."""
     exe = Path(sys.executable).with_name("lowcarb")

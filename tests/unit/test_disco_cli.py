@@ -11,7 +11,7 @@ import pytest
 import uvicorn
 from _disco_harness import EXAMPLES
 
-from lowcarb._cli import main
+from lowcarb.cli import main
 
 
 @pytest.fixture
@@ -98,9 +98,10 @@ def test_bad_input_exits_non_zero_with_a_reason(
     assert not captured  # nothing was served
 
 
+@pytest.mark.slow
 def test_the_bridge_stays_out_of_lowcarb_and_its_cli_until_used() -> None:
     code = (
-        "import sys, lowcarb, lowcarb._cli, lowcarb.adapters.disco; "
+        "import sys, lowcarb, lowcarb.cli, lowcarb.adapters.disco; "
         "print(sorted(m for m in ('starlette', 'uvicorn', 'msgpack') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -56,6 +56,7 @@ async def _ledger_ok(bridge: Running) -> list[Any]:
         return ledger.rounds(TASK)
 
 
+@pytest.mark.slow
 def test_bad_frames_close_only_the_offender(tmp_path: Path) -> None:
     hello = _pack({"type": 0})
     bad_shape = V2().encode_weights([np.ones(2, dtype=np.float32)])
@@ -198,6 +199,7 @@ def test_a_round_times_out_with_the_updates_it_has(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_a_flood_of_connections_is_turned_away_and_training_goes_on(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bridge(

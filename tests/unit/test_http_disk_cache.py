@@ -325,6 +325,7 @@ def _writer(directory: str, worker: int, rounds: int) -> int:
     return disk.writes
 
 
+@pytest.mark.slow
 def test_concurrent_writer_processes_leave_one_whole_entry(tmp_path, caplog):
     if "fork" not in multiprocessing.get_all_start_methods():
         pytest.skip("needs the fork start method")

@@ -11,6 +11,7 @@ import types
 import numpy as np
 import pytest
 
+from lowcarb.exceptions import InvalidInputError
 from lowcarb.simulation._learning import (
     N_CLASSES,
     FederatedDigits,
@@ -19,7 +20,6 @@ from lowcarb.simulation._learning import (
     _load_digits,
     _read_digits_table,
 )
-from lowcarb.exceptions import InvalidInputError
 
 N_DIGITS = 1797
 # Client i sits in zone i mod 14; a greedy carbon policy that always picks the cleanest

@@ -581,6 +581,7 @@ def _assert_consistent(led: Ledger, run_id: str, writer: _Writer, floor: int) ->
 
 
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
+@pytest.mark.slow
 def test_sigkill_mid_run_loses_no_committed_round_and_leaves_no_partial_one(tmp_path):
     path = tmp_path / "crash.db"
     # A round is two transactions (record, then complete), each ending in an fsync: a few

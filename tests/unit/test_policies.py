@@ -106,6 +106,7 @@ def test_lowcarb_at_fairness_one_gives_exact_fair_shares() -> None:
     assert set(counts.tolist()) == {10}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_oracle_beats_forecast_beats_random(seed: int) -> None:
     truth = _trace(14, 96, seed)

@@ -3,6 +3,8 @@
 import subprocess
 import sys
 
+import pytest
+
 import lowcarb
 import lowcarb.backends
 import lowcarb.exceptions
@@ -44,6 +46,7 @@ def test_errors_never_carry_secrets():
     )
 
 
+@pytest.mark.slow
 def test_core_imports_no_framework_and_no_http():
     code = (
         "import sys, lowcarb, lowcarb.backends; "
@@ -59,3 +62,48 @@ def test_py_typed_ships():
     from importlib import resources
 
     assert resources.files("lowcarb").joinpath("py.typed").is_file()
+
+
+def test_public_names_print_their_public_module():
+    import lowcarb.adapters.flower
+    import lowcarb.cli
+    import lowcarb.simulation
+
+    assert repr(lowcarb.SelectionEngine) == "<class 'lowcarb.SelectionEngine'>"
+    for package in (lowcarb, lowcarb.simulation, lowcarb.cli, lowcarb.adapters.flower):
+        for name in package.__all__:
+            obj = getattr(package, name)
+            if isinstance(obj, type) or callable(obj):
+                module = obj.__module__
+                assert not any(part.startswith("_") for part in module.split(".")), (
+                    f"{package.__name__}.{name} prints as {module}.{name}"
+                )
+
+
+def _imports(path):
+    import ast
+
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            yield node.module
+        elif isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+
+
+def test_the_layers_point_one_way():
+    """The core reaches providers through the registry, never by import; the CLI's app
+    module imports none of its commands (no cycle); the simulator uses the public API."""
+    from pathlib import Path
+
+    root = Path(lowcarb.__file__).parent
+    for path in root.rglob("*.py"):
+        if "cli" in path.relative_to(root).parts:
+            continue
+        for name in _imports(path):
+            assert not name.startswith(("lowcarb.backends", "lowcarb.adapters")), (path, name)
+    for name in _imports(root / "cli" / "_app.py"):
+        assert not name.startswith("lowcarb.cli"), name
+    for path in (root / "simulation").glob("*.py"):
+        private = [n for n in _imports(path) if n.startswith("lowcarb._")]
+        assert set(private) <= {"lowcarb._public", "lowcarb._time"}, (path, private)

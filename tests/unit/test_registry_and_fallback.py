@@ -10,6 +10,7 @@ from lowcarb import (
     ConfigurationError,
     ManualClock,
     NoDataError,
+    ProviderChain,
     ProviderUnavailableError,
     ThreadedAsyncProvider,
     UnknownProviderError,
@@ -17,7 +18,6 @@ from lowcarb import (
     get_provider_class,
     register_provider,
 )
-from lowcarb import ProviderChain
 from lowcarb.backends import DefaultProvider
 
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
@@ -92,9 +92,7 @@ class Failing(DefaultProvider):
 
 
 def test_fallback_chain_records_the_fallback():
-    chain = ProviderChain(
-        [Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))]
-    )
+    chain = ProviderChain([Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))])
     s = chain.latest(["DE"])
     assert s.provider == "default"
     assert any("failing failed" in n for n in s.notes)
@@ -108,9 +106,7 @@ def test_fallback_all_fail():
 
 
 def test_fallback_does_not_hide_bad_input():
-    chain = ProviderChain(
-        [Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))]
-    )
+    chain = ProviderChain([Failing(clock=ManualClock(T0)), DefaultProvider(clock=ManualClock(T0))])
     with pytest.raises(lowcarb.UnknownZoneError):
         chain.latest(["XX"])
 
@@ -162,7 +158,10 @@ def test_the_chain_falls_back_zone_by_zone(tmp_path):
 
     clock = ManualClock(T0)
     chain = ProviderChain([HalfBroken(clock=clock), DefaultProvider(clock=clock)])
-    fanout = chain.each(["DE", "GB"], lambda m, z: (m.name, tuple(z)) if m.name == "default" or "GB" not in z else m.latest(z))
+    fanout = chain.each(
+        ["DE", "GB"],
+        lambda m, z: (m.name, tuple(z)) if m.name == "default" or "GB" not in z else m.latest(z),
+    )
     assert [(p.source, p.zones) for p in fanout.parts] == [("default", ("DE", "GB"))]
     assert "halfbroken failed" in fanout.reasons["GB"]
     assert chain.canonical("gb") == "GB" and chain.canonical("mars") == "mars"

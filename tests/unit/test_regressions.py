@@ -13,12 +13,12 @@ from lowcarb import (
     IntensitySeries,
     InvalidInputError,
     ManualClock,
+    ProviderChain,
     UnknownZoneError,
     load_settings,
     resolve_zone,
 )
-from lowcarb._cli import main
-from lowcarb import ProviderChain
+from lowcarb.cli import main
 from lowcarb.backends import DefaultProvider, FileProvider
 
 H = timedelta(hours=1)

@@ -23,10 +23,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lowcarb import ManualClock
-from lowcarb._cli import main
-from lowcarb._cli_serve import is_loopback, read_token
+from lowcarb.cli import main
+from lowcarb.cli._app import is_loopback
+from lowcarb.cli._serve import read_token
 from lowcarb._provider import Capabilities, CarbonProvider
-from lowcarb._tasks import TaskEngines
+from lowcarb import TaskEngines
 from lowcarb.adapters.service import ServiceConfig, create_app
 from lowcarb.adapters.service._schema import CANDIDATE, RequestError
 from lowcarb.backends import DefaultProvider
@@ -276,9 +277,10 @@ def test_malformed_bodies_are_refused(api: TestClient, raw: bytes, status: int, 
     assert answer.json()["field"] == field
 
 
+@pytest.mark.slow
 def test_the_cli_and_the_service_package_import_no_http_framework() -> None:
     code = (
-        "import sys, lowcarb._cli, lowcarb._tasks, lowcarb.adapters.service; "
+        "import sys, lowcarb.cli, lowcarb._tasks, lowcarb.adapters.service; "
         "bad = [m for m in ('starlette', 'uvicorn') if m in sys.modules]; "
         "print(bad); sys.exit(1 if bad else 0)"
     )
@@ -408,6 +410,31 @@ def test_state_per_task_survives_a_restart(tmp_path: Path, clock: ManualClock) -
         final = api.get("/v1/tasks/mnist").json()
     assert final["rounds_done"] == 4
     assert sum(final["participation"].values()) == 8
+
+
+def test_every_acknowledged_round_can_be_completed_in_any_order(
+    tmp_path: Path, clock: ManualClock
+) -> None:
+    """Decisions live in the ledger: 40 rounds decided, then completed newest first."""
+    with TestClient(create_app(_engines(tmp_path, clock, rounds=None))) as api:
+        decided = []
+        for _ in range(40):
+            answer = api.post("/v1/select", json=_select(k=2))
+            assert answer.status_code == 200, answer.text
+            decided.append(answer.json())
+            clock.advance(timedelta(hours=1))
+        for body in reversed(decided):
+            done = api.post(
+                "/v1/complete",
+                json={"task": "mnist", "round": body["round"], "metrics": {"loss": 0.5}},
+            )
+            assert done.status_code == 200, done.text
+            assert done.json()["round"] == body["round"]
+            assert done.json()["emissions_g"] > 0
+        # An early round is replayed exactly as it was answered.
+        again = api.post("/v1/select", json=_select(k=2, round=1)).json()
+        assert again["replayed"] and again["selected"] == decided[0]["selected"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mnist.ledger.sqlite"]
 
 
 # -- forecast, zones, health, tasks -----------------------------------------------------------
@@ -704,6 +731,7 @@ def _wait_for_port(log: Path, process: subprocess.Popen[bytes], deadline: float)
     pytest.fail(f"lowcarb serve did not start: {log.read_text()}")
 
 
+@pytest.mark.slow
 def test_lowcarb_serve_runs_as_a_real_process(tmp_path: Path) -> None:
     log = tmp_path / "serve.log"
     state = tmp_path / "state"

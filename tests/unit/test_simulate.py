@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from lowcarb._cli import main
-from lowcarb.simulation import DEFAULT_ZONES, Scenario, simulate
+from lowcarb.cli import main
 from lowcarb.exceptions import ConfigurationError, InvalidInputError, NoDataError, UnknownZoneError
+from lowcarb.simulation import DEFAULT_ZONES, Scenario, simulate
 
 SMALL = {
     "zones": ("DE", "GB", "SG", "US-CAL-CISO", "AU-NSW", "BR-CS"),
@@ -46,6 +46,7 @@ def test_the_seed_scenario_is_the_default() -> None:
     assert scenario.forecast == "best" and scenario.fairness == 1.0
 
 
+@pytest.mark.slow
 def test_policies_are_scored_on_the_truth(small) -> None:
     p = small.policies
     assert set(p) == {"random", "lowcarb-2022", "greedy", "lowcarb", "oracle"}
@@ -79,6 +80,7 @@ def test_json_contract(small) -> None:
         assert set(result["decision_ms"]) == {"p50", "p99"}
 
 
+@pytest.mark.slow
 def test_same_seed_same_result() -> None:
     scenario = Scenario(**{**SMALL, "policies": ("random", "lowcarb")})
     first, second = simulate(scenario), simulate(scenario)
@@ -86,6 +88,7 @@ def test_same_seed_same_result() -> None:
         assert first.policies[name].selections == second.policies[name].selections
 
 
+@pytest.mark.slow
 def test_real_learning_shows_accuracy() -> None:
     result = simulate(
         Scenario(**{**SMALL, "learning": "digits", "policies": ("random", "lowcarb")})
@@ -112,6 +115,7 @@ def test_mixed_energy_and_random_assignment() -> None:
     assert result.policies["lowcarb"].energy_kwh > 0
 
 
+@pytest.mark.slow
 def test_noisy_and_persistence_forecasts() -> None:
     for forecast in ("noisy:0.1", "persistence"):
         result = simulate(Scenario(**{**SMALL, "forecast": forecast, "policies": ("lowcarb",)}))
@@ -137,6 +141,7 @@ def test_bad_scenarios_are_refused(changes, error, match) -> None:
         simulate(Scenario(**{**SMALL, **changes}))
 
 
+@pytest.mark.slow
 def test_a_window_outside_the_data_is_refused(tmp_path: Path) -> None:
     csv = tmp_path / "ci.csv"
     rows = ["datetime_utc,DE,GB"] + [
@@ -195,6 +200,7 @@ def test_cli_json_to_stdout(capsys) -> None:
     assert doc["scenario"]["zones"] == ["DE", "GB", "SG"]
 
 
+@pytest.mark.slow
 def test_cli_table_json_file_and_plot(tmp_path: Path, capsys) -> None:
     out, png = tmp_path / "r.json", tmp_path / "r.png"
     args = ["--policies", "random,greedy,lowcarb", "--json", str(out), "--plot", str(png)]
@@ -225,6 +231,7 @@ def test_cli_bad_input_is_one_line_and_non_zero(args, code, match, capsys) -> No
 
 
 @pytest.mark.shared_data
+@pytest.mark.slow
 def test_simulate_on_real_data(shared_data: Path) -> None:
     data = (
         shared_data

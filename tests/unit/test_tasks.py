@@ -88,6 +88,7 @@ def test_the_latest_round_can_be_completed_after_a_restart(tmp_path) -> None:
         assert info.value.expected == 4
 
 
+@pytest.mark.slow
 def test_a_round_is_completed_and_replayed_after_100_later_rounds_and_a_restart(
     tmp_path,
 ) -> None:

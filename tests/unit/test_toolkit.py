@@ -35,6 +35,7 @@ def test_unknown_names_raise_attribute_error():
         toolkit.NoSuchHelper  # noqa: B018
 
 
+@pytest.mark.slow
 def test_the_toolkit_and_a_local_provider_load_no_http_library():
     code = (
         "import sys\n"

@@ -14,6 +14,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from lowcarb.testing import ProviderContract
 
 PAGE = Path(__file__).resolve().parents[2] / "docs" / "providers" / "writing.md"
@@ -48,6 +50,7 @@ def test_the_page_imports_only_public_lowcarb_names() -> None:
                 assert names <= PUBLIC, f"{title or 'a block'} imports {names}"
 
 
+@pytest.mark.slow
 def test_the_page_runs_and_its_providers_pass_the_contract(tmp_path: Path) -> None:
     (tmp_path / "blocks").mkdir()
     tests = []

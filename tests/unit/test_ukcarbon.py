@@ -561,6 +561,7 @@ def test_async_face_validates_like_the_sync_one(api, clock, call, error):
     assert api.requests == []
 
 
+@pytest.mark.slow
 def test_core_stays_free_of_http_until_ukcarbon_is_used():
     import subprocess
     import sys

@@ -1,172 +1,35 @@
-"""The ``lowcarb`` command line: carbon signals, zones and configuration.
-
-User errors print one line on stderr and exit non-zero (2 for configuration and usage,
-1 for everything else); ``--debug`` shows the traceback instead.
-"""
+"""Data commands: the zones a provider serves, and its latest, past and forecast values."""
 
 from __future__ import annotations
 
-import json
-import logging
 import math
-import os
-import sys
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from lowcarb._clock import Clock, ManualClock, SystemClock
-from lowcarb._config import Settings, load_settings
-from lowcarb._provider import CarbonProvider
-from lowcarb._series import IntensitySeries
-from lowcarb._time import format_duration, parse_time
-from lowcarb._zones import ZoneResolution
-from lowcarb.exceptions import ConfigurationError, InvalidInputError, LowcarbError
-
-__all__ = ["app", "main"]
-
-app = typer.Typer(
-    name="lowcarb",
-    help="Carbon-aware, fair client selection for federated learning.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
+from lowcarb import CarbonProvider, IntensitySeries, ZoneResolution, parse_time
+from lowcarb._time import format_duration
+from lowcarb.cli._app import (
+    MAX_TABLE_ROWS,
+    JsonOpt,
+    NowOpt,
+    OptionOpt,
+    ProviderOpt,
+    ZoneOpt,
+    app,
+    err,
+    open_chain,
+    out,
+    print_json,
+    state,
 )
-config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
-app.add_typer(config_app, name="config")
+from lowcarb.exceptions import InvalidInputError
 
-#: Tables longer than this print a per-zone summary instead (use --json for every value).
-MAX_TABLE_ROWS = 72
-
-
-@dataclass
-class _State:
-    config: str | None = None
-    now: str | None = None
-    debug: bool = False
-
-    def clock(self) -> Clock:
-        if self.now:
-            return ManualClock(parse_time(self.now, "--now"))
-        return SystemClock()
-
-
-_state = _State()
-_out = Console(highlight=False, soft_wrap=True)
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
-
-
-def _version(value: bool) -> None:
-    if value:
-        from lowcarb import __version__
-
-        typer.echo(f"lowcarb {__version__}")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    config: Annotated[
-        str | None,
-        typer.Option("--config", metavar="PATH", help="Project file to read instead of searching."),
-    ] = None,
-    now: Annotated[
-        str | None,
-        typer.Option(
-            "--now",
-            metavar="ISO",
-            help="Pretend the current time is this (ISO 8601, UTC if no offset); for replays.",
-            envvar="LOWCARB_NOW",
-        ),
-    ] = None,
-    debug: Annotated[
-        bool,
-        typer.Option("--debug", help="Show tracebacks and debug logs.", envvar="LOWCARB_DEBUG"),
-    ] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
-    ] = False,
-) -> None:
-    """Carbon-aware, fair client selection for federated learning."""
-    _state.config, _state.now, _state.debug = config, now, debug
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-
-
-# -- shared options -------------------------------------------------------------------------
-
-ProviderOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--provider",
-        "-p",
-        metavar="NAME",
-        help="Provider to use (default: from config, else 'default').",
-    ),
-]
-OptionOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--option",
-        "-o",
-        metavar="KEY=VALUE",
-        help="Provider option KEY=VALUE (repeatable), e.g. -o path=ci.csv.",
-    ),
-]
-ZoneOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--zone",
-        "-z",
-        metavar="ZONE",
-        help="Zone id, LAT,LON or cloud region like aws:eu-central-1 "
-        "(repeatable; default: the provider's zones).",
-    ),
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
-NowOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--now",
-        metavar="ISO",
-        help="Pretend the current time is this (ISO 8601, UTC if no offset).",
-    ),
-]
-
-
-def _settings(
-    provider: str | None, options: list[str] | None, *, check_credentials: bool = True
-) -> Settings:
-    overrides: dict[str, Any] = {}
-    if provider:
-        overrides["provider"] = provider
-        overrides["fallback"] = []
-    parsed: dict[str, str] = {}
-    for item in options or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigurationError(f"--option {item!r} must look like KEY=VALUE")
-        parsed[key.strip()] = value
-    return load_settings(
-        overrides,
-        primary_options=parsed,
-        config_file=_state.config,
-        origin="command line",
-        check_credentials=check_credentials,
-    )
-
-
-def _open(provider: str | None, options: list[str] | None) -> CarbonProvider:
-    return _settings(provider, options).open_provider(clock=_state.clock())
+__all__: list[str] = []
 
 
 def _resolve(p: CarbonProvider, zones: list[str] | None) -> tuple[list[str], list[ZoneResolution]]:
@@ -175,10 +38,6 @@ def _resolve(p: CarbonProvider, zones: list[str] | None) -> tuple[list[str], lis
         return served, [ZoneResolution(z, z, "zone") for z in served]
     resolutions = [p.resolve(z) for z in zones]
     return list(dict.fromkeys(r.zone for r in resolutions)), resolutions
-
-
-def _print_json(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
 
 
 def _series_payload(series: IntensitySeries, resolutions: list[ZoneResolution]) -> dict[str, Any]:
@@ -217,7 +76,7 @@ def _fmt(value: float) -> str:
 def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneResolution]) -> None:
     for r in resolutions:
         if r.method != "zone":
-            _err.print(f"resolved {r.describe()}")
+            err.print(f"resolved {r.describe()}")
     frame = series.values
     mask = series.estimated_mask()
     if len(frame) <= MAX_TABLE_ROWS:
@@ -243,9 +102,9 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
                 table.add_column(z, justify="right")
             for t in stamps:
                 table.add_row(f"{t:%Y-%m-%d %H:%M}", *(cell[t, z] for z in series.zones))
-        _out.print(table)
+        out.print(table)
         if mask.to_numpy().any():
-            _out.print("* estimated or repaired value")
+            out.print("* estimated or repaired value")
     else:
         table = Table(
             title=f"{title}: {len(frame)} intervals of {format_duration(series.resolution)}, "
@@ -266,9 +125,9 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
                 str(int(col.isna().sum())),
                 str(int(mask[zone].sum())),
             )
-        _out.print(table)
+        out.print(table)
     for note in series.notes:
-        _out.print(f"note: {note}")
+        out.print(f"note: {note}")
 
 
 def _show_series(
@@ -281,17 +140,17 @@ def _show_series(
     fetch: Callable[[CarbonProvider, list[str]], IntensitySeries],
 ) -> None:
     """Open the provider, resolve the zones, fetch, and print a table or JSON."""
-    _state.now = now or _state.now
-    with _open(provider, option) as p:
+    state.now = now or state.now
+    with open_chain(provider, option) as p:
         chosen, resolutions = _resolve(p, zone)
         series = fetch(p, chosen)
         if as_json:
-            _print_json(_series_payload(series, resolutions))
+            print_json(_series_payload(series, resolutions))
         else:
             _print_series(title, series, resolutions)
 
 
-# -- commands ---------------------------------------------------------------------------------
+# -- entry point --------------------------------------------------------------------------------
 
 
 @app.command()
@@ -301,11 +160,11 @@ def zones(
     as_json: JsonOpt = False,
 ) -> None:
     """List the zones a provider serves."""
-    with _open(provider, option) as p:
+    with open_chain(provider, option) as p:
         infos = p.zones()
         caps = p.capabilities
         if as_json:
-            _print_json(
+            print_json(
                 {
                     "provider": p.name,
                     "synthetic": caps.synthetic,
@@ -322,7 +181,7 @@ def zones(
             table.add_column(column)
         for z in infos:
             table.add_row(z.zone, z.name, z.country, z.continent)
-        _out.print(table)
+        out.print(table)
 
 
 @app.command()
@@ -406,10 +265,10 @@ def resolve(
     as_json: JsonOpt = False,
 ) -> None:
     """Show which zone each location resolves to, and how."""
-    with _open(provider, option) as p:
+    with open_chain(provider, option) as p:
         results = [p.resolve(loc) for loc in location]
         if as_json:
-            _print_json([asdict(r) for r in results])
+            print_json([asdict(r) for r in results])
             return
         table = Table(title=f"Zone resolution ({p.name})", title_justify="left")
         for column in ("query", "zone", "method", "distance km"):
@@ -417,71 +276,4 @@ def resolve(
         for r in results:
             distance = "" if r.distance_km is None else f"{r.distance_km:.0f}"
             table.add_row(r.query, r.zone, r.method, distance)
-        _out.print(table)
-
-
-@config_app.command("show")
-def config_show(
-    provider: ProviderOpt = None,
-    option: OptionOpt = None,
-    as_json: JsonOpt = False,
-) -> None:
-    """Show the effective configuration and where each value comes from (secrets redacted)."""
-    settings = _settings(provider, option, check_credentials=False)
-    rows = settings.display()
-    if as_json:
-        _print_json(
-            {
-                "config_file": str(settings.config_file) if settings.config_file else None,
-                "settings": rows,
-            }
-        )
-        return
-    source = settings.config_file or "none found (defaults and environment only)"
-    table = Table(title=f"lowcarb configuration (project file: {source})", title_justify="left")
-    for column in ("key", "value", "source"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(row["key"], row["value"], row["source"])
-    _out.print(table)
-
-
-# Commands defined in their own modules register themselves on ``app``.
-import lowcarb._cli_disco  # noqa: E402
-import lowcarb._cli_serve  # noqa: E402
-import lowcarb._cli_simulate  # noqa: E402, F401
-
-# -- entry point --------------------------------------------------------------------------------
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code (also used by the ``lowcarb`` console script)."""
-    args = list(sys.argv[1:] if argv is None else argv)
-    if "--debug" in args:
-        # A flag without a value: accept it anywhere, as users type it after the command.
-        args = ["--debug", *(a for a in args if a != "--debug")]
-    debug = "--debug" in args or os.environ.get("LOWCARB_DEBUG", "").lower() in (
-        "1",
-        "true",
-        "yes",
-    )
-    try:
-        # Standalone mode: typer reports its own usage errors (exit 2) and raises
-        # SystemExit; our errors propagate to here.
-        app(args=args, prog_name="lowcarb")
-    except SystemExit as exc:
-        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except LowcarbError as exc:
-        if debug:
-            raise
-        code = 2 if isinstance(exc, ConfigurationError) else 1
-        _err.print(f"error: {exc}", markup=False)
-        return code
-    except KeyboardInterrupt:
-        _err.print("interrupted")
-        return 130
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+        out.print(table)

@@ -13,10 +13,10 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lowcarb._cli import _err, _out, app
-from lowcarb.simulation import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
-from lowcarb._time import parse_time
+from lowcarb import parse_time
+from lowcarb.cli._app import app, err, out
 from lowcarb.exceptions import InvalidInputError
+from lowcarb.simulation import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
 
 __all__ = ["render_table"]
 
@@ -184,7 +184,7 @@ def simulate_command(
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=_err,
+        console=err,
         transient=True,
         disable=quiet,
     ) as bar:
@@ -201,12 +201,12 @@ def simulate_command(
         else:
             Path(json_path).write_text(text)
     if not quiet:
-        _out.print(render_table(result))
+        out.print(render_table(result))
         if json_path:
-            _out.print(f"results written to {json_path}")
+            out.print(f"results written to {json_path}")
     if plot is not None:
         from lowcarb.simulation import plot_simulation
 
         plot_simulation(result, plot)
         if not quiet:
-            _out.print(f"plot written to {plot}")
+            out.print(f"plot written to {plot}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -10,23 +9,13 @@ from typing import Annotated
 
 import typer
 
-from lowcarb._cli import OptionOpt, ProviderOpt, _err, _settings, _state, app
+from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
 
-__all__ = ["is_loopback", "read_token"]
+__all__ = ["read_token"]
 
 #: The levels uvicorn's ``--log-level`` knows.
 _LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host.strip().lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name: it may resolve to anything
 
 
 def read_token(var: str, environ: dict[str, str] | None = None) -> str:
@@ -142,30 +131,29 @@ def serve_command(
         raise ConfigurationError(
             f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
         ) from None
-    from lowcarb._spec import EngineSpec
-    from lowcarb._tasks import TaskEngines
+    from lowcarb import EngineSpec, TaskEngines
 
     token = read_token(token_env) if token_env else None
     # The spec is validated here, so a bad policy or fairness stops the command at once
     # instead of failing every request later.
     spec = EngineSpec.from_settings(
-        _settings(provider, option),
+        load_settings_for(provider, option),
         policy=policy,
         rounds=rounds,
         fairness=fairness,
         round_interval=timedelta(minutes=round_minutes),
         unknown_zone=unknown_zone,
     )
-    clock = _state.clock()
+    clock = state.clock()
     engines = TaskEngines(state_dir, spec=spec, clock=clock)
     config = ServiceConfig(
         token=token, max_body_bytes=max_body_bytes, max_candidates=max_candidates
     )
     where = f"task state in {state_dir}" if state_dir else "task state in memory (lost on exit)"
     auth = "bearer token required" if token else "no authentication"
-    _err.print(f"lowcarb serve: provider {engines.provider.name}; {where}; {auth}", markup=False)
+    err.print(f"lowcarb serve: provider {engines.provider.name}; {where}; {auth}", markup=False)
     if not is_loopback(host) and token is None:
-        _err.print("warning: listening beyond loopback without a token", markup=False)
+        err.print("warning: listening beyond loopback without a token", markup=False)
     uvicorn.run(
         create_app(engines, config),
         host=host,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from lowcarb._cli import OptionOpt, ProviderOpt, _err, _settings, _state, app
-from lowcarb._spec import EngineSpec
+from lowcarb import EngineSpec
+from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
 from lowcarb.exceptions import InvalidInputError
 
 __all__ = ["disco_app"]
@@ -19,15 +18,6 @@ disco_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(disco_app, name="disco")
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @disco_app.command("serve")
@@ -86,8 +76,8 @@ def serve(
         raise InvalidInputError(f"{exc}; install it with: pip install 'lowcarb[disco]'") from None
     if protocol not in ("v2", "develop"):
         raise InvalidInputError(f"--protocol must be v2 or develop, got {protocol!r}")
-    if not _is_loopback(host):
-        _err.print(
+    if not is_loopback(host):
+        err.print(
             f"warning: binding {host}: the bridge has no authentication; anyone who reaches "
             "this address can join a task and read its model."
         )
@@ -97,8 +87,8 @@ def serve(
         round_timeout=round_timeout,
     )
     zone_map = load_zone_map(zones) if zones is not None else None
-    spec = EngineSpec.from_settings(_settings(provider, option), policy=policy, seed=seed)
-    with spec.open_chain(clock=_state.clock()) as carbon:
+    spec = EngineSpec.from_settings(load_settings_for(provider, option), policy=policy, seed=seed)
+    with spec.open_chain(clock=state.clock()) as carbon:
         run_bridge(
             tasks,
             carbon,
@@ -109,5 +99,5 @@ def serve(
             limits=limits,
             zone_map=zone_map,
             spec=spec,
-            log_level="debug" if _state.debug else "info",
+            log_level="debug" if state.debug else "info",
         )

@@ -1,0 +1,227 @@
+"""The ``lowcarb`` application: the root command, options every command shares, output.
+
+Commands live in their own modules and register on :data:`app`; this module imports
+none of them. User errors print one line on stderr and exit non-zero (2 for
+configuration and usage, 1 for everything else); ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+import sys
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from lowcarb import (
+    CarbonProvider,
+    Clock,
+    ManualClock,
+    Settings,
+    SystemClock,
+    load_settings,
+    parse_time,
+)
+from lowcarb.exceptions import ConfigurationError, LowcarbError
+
+__all__ = ["app", "config_app", "is_loopback", "main"]
+
+app = typer.Typer(
+    name="lowcarb",
+    help="Carbon-aware, fair client selection for federated learning.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain click help; but typer 0.13-0.20 (flwr pins <0.21) escape the "[default: ...]"
+    # they add for rich markup even then, and print "\[default: ...]": with them, the
+    # rich help, which reads that markup, renders it cleanly.
+    rich_markup_mode=(
+        "rich"
+        if (0, 13) <= tuple(int(n) for n in typer.__version__.split(".")[:2]) < (0, 21)
+        else None
+    ),
+)
+config_app = typer.Typer(help="Inspect the configuration.", no_args_is_help=True)
+app.add_typer(config_app, name="config")
+
+#: Tables longer than this print a per-zone summary instead (use --json for every value).
+MAX_TABLE_ROWS = 72
+
+
+@dataclass
+class _State:
+    config: str | None = None
+    now: str | None = None
+    debug: bool = False
+
+    def clock(self) -> Clock:
+        if self.now:
+            return ManualClock(parse_time(self.now, "--now"))
+        return SystemClock()
+
+
+state = _State()
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from lowcarb import __version__
+
+        typer.echo(f"lowcarb {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    config: Annotated[
+        str | None,
+        typer.Option("--config", metavar="PATH", help="Project file to read instead of searching."),
+    ] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            "--now",
+            metavar="ISO",
+            help="Pretend the current time is this (ISO 8601, UTC if no offset); for replays.",
+            envvar="LOWCARB_NOW",
+        ),
+    ] = None,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show tracebacks and debug logs.", envvar="LOWCARB_DEBUG"),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Carbon-aware, fair client selection for federated learning."""
+    state.config, state.now, state.debug = config, now, debug
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+# -- shared options -------------------------------------------------------------------------
+
+ProviderOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--provider",
+        "-p",
+        metavar="NAME",
+        help="Provider to use (default: from config, else 'default').",
+    ),
+]
+OptionOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--option",
+        "-o",
+        metavar="KEY=VALUE",
+        help="Provider option KEY=VALUE (repeatable), e.g. -o path=ci.csv.",
+    ),
+]
+ZoneOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--zone",
+        "-z",
+        metavar="ZONE",
+        help="Zone id, LAT,LON or cloud region like aws:eu-central-1 "
+        "(repeatable; default: the provider's zones).",
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+NowOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--now",
+        metavar="ISO",
+        help="Pretend the current time is this (ISO 8601, UTC if no offset).",
+    ),
+]
+
+
+def load_settings_for(
+    provider: str | None, options: list[str] | None, *, check_credentials: bool = True
+) -> Settings:
+    """The settings in force for a command: configuration plus ``--provider``/``-o``."""
+    overrides: dict[str, Any] = {}
+    if provider:
+        overrides["provider"] = provider
+        overrides["fallback"] = []
+    parsed: dict[str, str] = {}
+    for item in options or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigurationError(f"--option {item!r} must look like KEY=VALUE")
+        parsed[key.strip()] = value
+    return load_settings(
+        overrides,
+        primary_options=parsed,
+        config_file=state.config,
+        origin="command line",
+        check_credentials=check_credentials,
+    )
+
+
+def open_chain(provider: str | None, options: list[str] | None) -> CarbonProvider:
+    """The configured provider chain for a data command (no default appended)."""
+    return load_settings_for(provider, options).open_provider(clock=state.clock())
+
+
+def print_json(payload: Any) -> None:
+    """Write ``payload`` as JSON on stdout (strict: no NaN)."""
+    sys.stdout.write(json.dumps(payload, indent=2, allow_nan=False) + "\n")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code (also used by the ``lowcarb`` console script)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args:
+        # A flag without a value: accept it anywhere, as users type it after the command.
+        args = ["--debug", *(a for a in args if a != "--debug")]
+    debug = "--debug" in args or os.environ.get("LOWCARB_DEBUG", "").lower() in (
+        "1",
+        "true",
+        "yes",
+    )
+    try:
+        # Standalone mode: typer reports its own usage errors (exit 2) and raises
+        # SystemExit; our errors propagate to here.
+        app(args=args, prog_name="lowcarb")
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except LowcarbError as exc:
+        if debug:
+            raise
+        code = 2 if isinstance(exc, ConfigurationError) else 1
+        err.print(f"error: {exc}", markup=False)
+        return code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
