@@ -23,7 +23,7 @@ import pandas as pd
 from lowcarb._accounting import RunSummary, summarize
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
-from lowcarb._config import Settings, load_settings
+from lowcarb._config import Settings
 from lowcarb._energy import Client
 from lowcarb._forecast import Forecaster
 from lowcarb._ledger import ClientRound, Ledger, RoundRecord
@@ -254,16 +254,7 @@ class SelectionEngine:
         **options: Any,
     ) -> None:
         self.clock: Clock = clock or SystemClock()
-        if isinstance(provider, str):
-            options = {"provider": provider, "fallback": (), **options}
-        if spec is None:
-            if isinstance(provider, CarbonProvider):
-                # An explicit provider: nothing is read from the environment.
-                spec = EngineSpec(settings=settings, **options)
-            else:
-                spec = EngineSpec.from_settings(settings or load_settings(), **options)
-        elif options:
-            spec = spec.replace(**options)
+        spec = EngineSpec.resolve(provider, spec, settings=settings, **options)
         if isinstance(provider, CarbonProvider):
             chain = ProviderChain.of(
                 provider,

@@ -144,6 +144,33 @@ class EngineSpec:
         }
         return cls(settings=settings, **{**base, **fields})
 
+    @classmethod
+    def resolve(
+        cls,
+        provider: CarbonProvider | str | None = None,
+        spec: EngineSpec | None = None,
+        *,
+        settings: Settings | None = None,
+        **fields: Any,
+    ) -> EngineSpec:
+        """The spec of an engine (or a registry of them) given how it was called.
+
+        Args:
+            provider: A provider instance (nothing is read from the environment), a
+                registry name (that provider alone, options from the configuration), or
+                None (the configured chain).
+            spec: A spec to start from; ``fields`` override it.
+            settings: Loaded settings to use instead of reading the configuration.
+            **fields: Spec fields.
+        """
+        if isinstance(provider, str):
+            fields = {"provider": provider, "fallback": (), **fields}
+        if spec is not None:
+            return spec.replace(**fields) if fields else spec
+        if isinstance(provider, CarbonProvider):
+            return cls(settings=settings, **fields)
+        return cls.from_settings(settings or load_settings(), **fields)
+
     def replace(self, **changes: Any) -> EngineSpec:
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)

@@ -21,7 +21,7 @@ from typing import Any
 
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
-from lowcarb._config import Settings, load_settings
+from lowcarb._config import Settings
 from lowcarb._energy import Client
 from lowcarb._engine import Decision, SelectionEngine
 from lowcarb._ledger import Ledger, RoundRecord
@@ -134,16 +134,7 @@ class TaskEngines:
             if self.state_dir.exists() and not self.state_dir.is_dir():
                 raise InvalidInputError(f"state directory {self.state_dir} is not a directory")
             self.state_dir.mkdir(parents=True, exist_ok=True)
-        if isinstance(provider, str):
-            engine_options = {"provider": provider, "fallback": (), **engine_options}
-        if spec is None:
-            if isinstance(provider, CarbonProvider):
-                spec = EngineSpec(settings=settings, **engine_options)
-            else:
-                spec = EngineSpec.from_settings(settings or load_settings(), **engine_options)
-        elif engine_options:
-            spec = spec.replace(**engine_options)
-        self.spec = spec
+        self.spec = EngineSpec.resolve(provider, spec, settings=settings, **engine_options)
         self._provider_arg = provider if isinstance(provider, CarbonProvider) else None
         self._provider: ProviderChain | None = None
         self._clock: Clock = clock or SystemClock()
