@@ -12,7 +12,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -110,15 +110,18 @@ class Decision:
         value = self.signal.get("fallback")
         return None if value is None else str(value)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        out = asdict(self)
+    def _header(self) -> dict[str, Any]:
+        """Every field but the candidates, JSON-friendly (no deep copies: this is hot)."""
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "clients"}
         for key in ("wait_until", "decided_at", "start", "end"):
             out[key] = None if out[key] is None else out[key].isoformat()
         out["signal"] = dict(self.signal)
         out["selected"], out["deferred"] = list(self.selected), list(self.deferred)
-        out["clients"] = [asdict(c) for c in self.clients]
         return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {**self._header(), "clients": [dict(vars(c)) for c in self.clients]}
 
     def to_record(self) -> dict[str, Any]:
         """A compact JSON-friendly form for the ledger (candidates as columns).
@@ -126,7 +129,7 @@ class Decision:
         Per candidate only its id, zone and energy are kept (intensity and emissions
         follow from the zone), so a round of 10,000 candidates stays near 300 kB.
         """
-        out = {k: v for k, v in self.to_dict().items() if k != "clients"}
+        out = self._header()
         zones = list(dict.fromkeys(c.zone for c in self.clients))
         row = {z: i for i, z in enumerate(zones)}
         intensity = dict.fromkeys(zones, 0.0)
@@ -171,8 +174,8 @@ class Decision:
                         available=i not in off,
                     )
                 )
-            fields = {k: v for k, v in data.items() if k != "candidates"}
-            return cls.from_dict({**fields, "clients": [asdict(c) for c in clients]})
+            header = {k: v for k, v in data.items() if k != "candidates"}
+            return cls._build(header, tuple(clients))
         except (KeyError, TypeError, ValueError, IndexError) as exc:
             raise DataValidationError(f"not a recorded decision: {exc}") from None
 
@@ -184,18 +187,23 @@ class Decision:
             DataValidationError: If ``data`` is not a decision's dictionary.
         """
         try:
-            fields = dict(data)
-            fields["clients"] = tuple(ClientDecision(**c) for c in fields["clients"])
-            fields["selected"], fields["deferred"] = (
-                tuple(data["selected"]),
-                tuple(data["deferred"]),
-            )
-            for key in ("wait_until", "decided_at", "start", "end"):
-                value = fields[key]
-                fields[key] = None if value is None else datetime.fromisoformat(value)
-            return cls(**fields)
+            clients = tuple(ClientDecision(**c) for c in data["clients"])
+            header = {k: v for k, v in data.items() if k != "clients"}
+            return cls._build(header, clients)
         except (KeyError, TypeError, ValueError) as exc:
             raise DataValidationError(f"not a stored decision: {exc}") from None
+
+    @classmethod
+    def _build(cls, header: Mapping[str, Any], clients: tuple[ClientDecision, ...]) -> Decision:
+        values = dict(header)
+        values["selected"], values["deferred"] = (
+            tuple(header["selected"]),
+            tuple(header["deferred"]),
+        )
+        for key in ("wait_until", "decided_at", "start", "end"):
+            value = values[key]
+            values[key] = None if value is None else datetime.fromisoformat(value)
+        return cls(**values, clients=clients)
 
 
 def _as_client(item: Client | Mapping[str, Any]) -> Client:
