@@ -44,6 +44,9 @@ _BUILTIN: dict[str, str] = {
     "entsoe": "lowcarb.backends._entsoe:EntsoeProvider",
 }
 
+#: Built-ins whose third-party package comes with an extra of lowcarb.
+_EXTRAS = {"entsoe": "entsoe"}
+
 _registry: dict[str, str | type[CarbonProvider]] = dict(_BUILTIN)
 _entry_points_loaded = False
 _lock = threading.Lock()
@@ -132,9 +135,11 @@ def get_provider_class(name: str) -> type[CarbonProvider]:
                 raise ConfigurationError(
                     f"provider {key!r} points to {target!r}, which cannot be imported: {exc}"
                 ) from exc
+            extra = _EXTRAS.get(key)
+            hint = f"pip install 'lowcarb[{extra}]'" if extra else f"pip install {missing}"
             raise ConfigurationError(
                 f"provider {key!r} needs the package {missing!r}, which is not installed; "
-                f"try: pip install 'lowcarb[{key}]' (or pip install {missing})"
+                f"try: {hint}"
             ) from exc
         cls = getattr(module, attr, None)
         if not (isinstance(cls, type) and issubclass(cls, CarbonProvider)):
