@@ -550,6 +550,7 @@ class SelectionEngine:
         excluded_energy_kwh: Mapping[str, float] | None = None,
         excluded_zones: Mapping[str, str] | None = None,
         details: Mapping[str, Any] | None = None,
+        trained: Iterable[str] | None = None,
     ) -> RoundRecord:
         """Record what became known after a round ran.
 
@@ -569,6 +570,10 @@ class SelectionEngine:
                 decision (they joined later); a zone the decision did not cost is priced
                 at the mean of the decision's intensities.
             details: What the integration records about the round (JSON-friendly).
+            trained: The selected clients that really trained (None: all of them). The
+                others (a failed or silent client) are taken out of the round: no energy
+                is booked for them and they keep their fair share. The random
+                counterfactual is then that of as many random clients as trained.
 
         Returns:
             The round as recorded: selection, energy (measured or modelled), emissions
@@ -584,6 +589,8 @@ class SelectionEngine:
         for cid, value in {**(energy_kwh or {}), **(excluded_energy_kwh or {})}.items():
             if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
                 raise InvalidInputError(f"measured energy of {cid!r} must be >= 0 kWh: {value!r}")
+        dropped = self._dropped(decision, trained, energy_kwh or {})
+        ran = len(decision.selected) - len(dropped)
         excluded = self._excluded(decision, excluded_energy_kwh or {}, excluded_zones or {})
         now = self.clock.now()
         zones = list(dict.fromkeys(c.zone for c in decision.clients))
@@ -592,10 +599,11 @@ class SelectionEngine:
         random_actual = None
         if actual is not None and all(z in actual for z in zones):
             pool = [c for c in decision.clients if c.available]
-            random_actual = len(decision.selected) * float(
-                np.mean([c.energy_kwh * actual[c.zone] for c in pool])
-            )
-        return self.ledger.complete_round(
+            random_actual = ran * float(np.mean([c.energy_kwh * actual[c.zone] for c in pool]))
+        random_expected = None
+        if dropped:
+            random_expected = decision.random_expected_g * ran / len(decision.selected)
+        record = self.ledger.complete_round(
             self.run_id,
             decision.round,
             completed_at=now,
@@ -605,7 +613,48 @@ class SelectionEngine:
             metrics=metrics,
             excluded=excluded,
             details=details,
+            dropped=dropped,
+            random_expected_g=random_expected,
         )
+        if dropped:
+            self._participation = self.ledger.participation(self.run_id)
+        return record
+
+    @staticmethod
+    def _dropped(
+        decision: Decision, trained: Iterable[str] | None, energy: Mapping[str, float]
+    ) -> list[str]:
+        """The selected clients that did not train, checked against the decision."""
+        if trained is None:
+            return []
+        ran = {str(c) for c in trained}
+        strangers = sorted(ran - set(decision.selected))
+        if strangers:
+            raise InvalidInputError(
+                f"round {decision.round}: {', '.join(strangers[:5])} trained but were not "
+                "selected (report their energy as excluded_energy_kwh)"
+            )
+        dropped = [c for c in decision.selected if c not in ran]
+        measured = sorted(set(dropped) & set(energy))
+        if measured:
+            raise InvalidInputError(
+                f"round {decision.round}: energy measured for {', '.join(measured[:5])}, "
+                "which did not train"
+            )
+        return dropped
+
+    def register(self, clients: Iterable[Client | Mapping[str, Any]]) -> None:
+        """Count clients in the run's population without selecting them.
+
+        For candidates a round had to leave out (e.g. a zone that an
+        ``unknown_zone="error"`` engine rejects): they then appear in the fairness
+        summary as never selected, instead of vanishing from it. Known clients keep
+        their participation.
+        """
+        new = {c.id: c.zone for c in map(_as_client, clients) if c.id not in self._participation}
+        if new:
+            self.ledger.register_clients(self.run_id, new)
+            self._participation.update(dict.fromkeys(new, 0))
 
     @staticmethod
     def _excluded(

@@ -422,6 +422,8 @@ class Ledger:
         metrics: Mapping[str, float] | None = None,
         excluded: Sequence[ClientRound] = (),
         details: Mapping[str, Any] | None = None,
+        dropped: Sequence[str] = (),
+        random_expected_g: float | None = None,
     ) -> RoundRecord:
         """Add what became known after a round: actual intensities, measured energy, metrics.
 
@@ -437,6 +439,11 @@ class Ledger:
                 for the round).
             details: What an integration records about the round (merged into the
                 round's details, key by key).
+            dropped: Selected clients that did not train after all (failed, timed out):
+                their client-rounds are removed and their participation given back.
+                Dropping a client already dropped changes nothing.
+            random_expected_g: A new expected random counterfactual (e.g. for the
+                clients that did train).
 
         Returns:
             The round as recorded now.
@@ -455,16 +462,31 @@ class Ledger:
             noted = {**json.loads(row[1]), **dict(details or {})}
             db.execute(
                 "UPDATE rounds SET completed_at=?, metrics=?, details=?, "
-                "random_actual_g=COALESCE(?, random_actual_g) WHERE run_id=? AND round=?",
+                "random_actual_g=COALESCE(?, random_actual_g), "
+                "random_expected_g=COALESCE(?, random_expected_g) WHERE run_id=? AND round=?",
                 (
                     _iso(completed_at),
                     _json(merged),
                     _json(noted),
                     random_actual_g,
+                    random_expected_g,
                     run_id,
                     round_number,
                 ),
             )
+            for client in dropped:
+                removed = db.execute(
+                    "DELETE FROM client_rounds WHERE run_id=? AND round=? AND client_id=?",
+                    (run_id, round_number, client),
+                ).rowcount
+                if removed:
+                    # The client keeps its fair share: this round no longer counts for it.
+                    db.execute(
+                        "UPDATE participation SET rounds=rounds-1, last_round=COALESCE("
+                        "(SELECT MAX(round) FROM client_rounds WHERE run_id=? AND client_id=?), 0"
+                        ") WHERE run_id=? AND client_id=?",
+                        (run_id, client, run_id, client),
+                    )
             _insert_client_rounds(
                 db, "INSERT OR REPLACE", "excluded_rounds", run_id, round_number, excluded
             )
