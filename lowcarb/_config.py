@@ -21,11 +21,13 @@ Environment variables: ``LOWCARB_PROVIDER``, ``LOWCARB_FALLBACK`` (comma-separat
 ``LOWCARB_DEFAULT_FALLBACK``, ``LOWCARB_LEDGER``,
 ``LOWCARB_CONFIG`` (path of the project file), and ``LOWCARB_<PROVIDER>_<OPTION>`` for a
 provider option, e.g. ``LOWCARB_FILE_PATH`` (a ``-`` in a provider name becomes ``_``).
+Other ``LOWCARB_*`` variables are ignored with a warning that names these.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import tomllib
 import types
@@ -42,6 +44,8 @@ from lowcarb._registry import available_providers, get_provider_class
 from lowcarb.exceptions import ConfigurationError, MissingCredentialError
 
 __all__ = ["Settings", "load_settings", "open_provider"]
+
+_log = logging.getLogger("lowcarb")
 
 _TOP_LEVEL = ("provider", "fallback", "default_fallback", "ledger", "providers")
 # Variables that configure the CLI or the tests rather than the settings.
@@ -380,6 +384,13 @@ def _env_name(provider: str) -> str:
 
 
 def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """The ``LOWCARB_*`` variables as a settings layer.
+
+    A variable lowcarb does not read is warned about, naming the ones it reads, and
+    otherwise ignored: the prefix is not ours alone (a user's own script may use it),
+    and a stray variable in a server's environment must not stop a training. A known
+    variable with a bad value still fails when the settings are loaded.
+    """
     layer: dict[str, Any] = {}
     # Longest names first, so LOWCARB_CARBON_AWARE_SDK_X is not read as provider "carbon".
     names = sorted(available_providers(), key=len, reverse=True)
@@ -402,18 +413,41 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             layer["default_fallback"] = value.strip()
             continue
         name = next((n for n in names if rest.startswith(_env_name(n) + "_")), None)
-        if name is None:
-            raise ConfigurationError(
-                f"unknown environment variable {var}; lowcarb reads LOWCARB_PROVIDER, "
-                "LOWCARB_FALLBACK, LOWCARB_DEFAULT_FALLBACK, LOWCARB_LEDGER, LOWCARB_CONFIG and "
-                "LOWCARB_<PROVIDER>_<OPTION> for the "
-                f"providers {', '.join(sorted(names))}"
-            )
-        if _is_credential_variable(name, var):
+        if name is not None and _is_credential_variable(name, var):
             continue  # read by _read_credentials, never treated as an option
-        option = rest[len(_env_name(name)) + 1 :].lower()
+        option = "" if name is None else rest[len(_env_name(name)) + 1 :].lower()
+        known = None if name is None else _option_names(name)
+        if name is None or (known is not None and option not in known):
+            _log.warning(
+                "ignoring the environment variable %s: lowcarb reads LOWCARB_PROVIDER, "
+                "LOWCARB_FALLBACK, LOWCARB_DEFAULT_FALLBACK, LOWCARB_LEDGER, LOWCARB_CONFIG "
+                "and LOWCARB_<PROVIDER>_<OPTION>%s",
+                var,
+                _known_options(name, known)
+                if name is not None
+                else f" for the providers {', '.join(sorted(names))}",
+            )
+            continue
         layer.setdefault("providers", {}).setdefault(name, {})[option] = value
     return layer
+
+
+def _option_names(provider: str) -> set[str] | None:
+    """The option names ``provider`` accepts; None when it cannot be imported."""
+    try:
+        options = get_provider_class(provider).Options
+    except ConfigurationError:
+        return None  # the option check at load time says why
+    if not dataclasses.is_dataclass(options):
+        return set()
+    return {f.name for f in dataclasses.fields(options)}
+
+
+def _known_options(provider: str, options: set[str] | None) -> str:
+    prefix = f"LOWCARB_{_env_name(provider)}_"
+    if not options:
+        return f"; provider {provider!r} takes no options"
+    return f"; for {provider!r}: " + ", ".join(prefix + o.upper() for o in sorted(options))
 
 
 def _is_credential_variable(provider: str, var: str) -> bool:

@@ -132,9 +132,19 @@ def test_unknown_provider_lists_available(tmp_path):
         load_settings({"provider": "nope"}, environ={}, cwd=tmp_path)
 
 
-def test_bad_environment(tmp_path):
-    with pytest.raises(ConfigurationError, match="unknown environment variable LOWCARB_PROVDER"):
-        load_settings(environ={"LOWCARB_PROVDER": "file"}, cwd=tmp_path)
+def test_bad_environment(tmp_path, caplog):
+    # An unknown variable is someone else's: a warning naming what lowcarb reads.
+    with caplog.at_level("WARNING", logger="lowcarb"):
+        s = load_settings(
+            environ={"LOWCARB_PROVDER": "file", "LOWCARB_DEFAULT_SEDE": "1"}, cwd=tmp_path
+        )
+    assert s.provider == "default" and s.provider_options("default").seed != 1
+    assert "ignoring the environment variable LOWCARB_PROVDER" in caplog.text
+    assert "LOWCARB_PROVIDER, LOWCARB_FALLBACK" in caplog.text
+    assert "LOWCARB_DEFAULT_SEDE" in caplog.text and "LOWCARB_DEFAULT_SEED" in caplog.text
+    # A bad value of a known variable still fails.
+    with pytest.raises(UnknownProviderError, match="'fil'"):
+        load_settings(environ={"LOWCARB_PROVIDER": "fil"}, cwd=tmp_path)
     with pytest.raises(ConfigurationError, match="must be true or false"):
         load_settings(
             environ={"LOWCARB_SECRETGRID_VERBOSE": "maybe", "LOWCARB_SECRETGRID_TOKEN": "t"},

@@ -483,13 +483,21 @@ def test_zone_names_are_canonical_where_the_chain_is_entered(clock) -> None:
     assert decision.fallback is None  # no "no signal for de"
 
 
-def test_an_engine_given_a_provider_or_spec_reads_no_environment(clock, monkeypatch) -> None:
+def test_an_engine_given_a_provider_or_spec_reads_no_environment(
+    clock, monkeypatch, caplog
+) -> None:
     monkeypatch.setenv("LOWCARB_BOGUS", "1")
     monkeypatch.setenv("LOWCARB_LEDGER", "/nonexistent/ledger.sqlite")
     engine = SelectionEngine(DefaultProvider(clock=clock), clock=clock, rounds=2)
     assert str(engine.ledger.path) == ":memory:"
     from_spec = SelectionEngine(spec=EngineSpec(provider="default", rounds=2), clock=clock)
     assert from_spec.rounds == 2 and str(from_spec.ledger.path) == ":memory:"
-    # Reading the configuration still refuses the unknown variable.
-    with pytest.raises(ConfigurationError, match="LOWCARB_BOGUS"):
+    # Reading the configuration warns about the unknown variable and fails on the bad
+    # value of a known one.
+    monkeypatch.delenv("LOWCARB_LEDGER")
+    with caplog.at_level("WARNING", logger="lowcarb"):
+        SelectionEngine(clock=clock).close()
+    assert "LOWCARB_BOGUS" in caplog.text
+    monkeypatch.setenv("LOWCARB_DEFAULT_FALLBACK", "maybe")
+    with pytest.raises(ConfigurationError, match="must be true or false"):
         SelectionEngine(clock=clock)
