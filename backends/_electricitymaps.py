@@ -14,34 +14,43 @@ Endpoints used (all ``GET``; the data calls also send ``emissionFactorType``)::
 
     zones     /zones                                  the zones this key may read, and routes
     latest    /carbon-intensity/latest?zone=DE        also ?lat=..&lon=.. (location lookup)
-    history   /carbon-intensity/history?zone=DE       the last 24 hours
+    history   /carbon-intensity/history?zone=DE       the current hour and the 23 before it
     past      /carbon-intensity/past-range?zone=DE&start=..&end=..   at most 10 days a call
     forecast  /carbon-intensity/forecast?zone=DE&horizonHours=24|48|72
 
 What each call returns:
 
-* ``served_zones``: the keys of ``/zones``, asked once (cached a day). With a key, the API
-  lists only the zones that key may read (a free key: one zone), and per zone the routes
-  (``access``); a route the key lacks is refused before any request, naming the plan.
+* ``served_zones``: the keys of ``/zones``, asked once (cached a day), with the routes
+  each zone lists for the key (``access``). What a plan reads is taken from that list,
+  never assumed: a route the key lacks is refused before any request, quoting the
+  carbon-intensity routes the key has. (A free key listed one zone until 2025; in 2026
+  one lists about 350, with ``forecast`` but no ``past-range``.)
+* ``default_zones``: the ``zones`` option; else the zones the key reads carbon intensity
+  for, if at most :data:`MAX_DEFAULT_ZONES` (each zone costs a request per call); more
+  raise ``InvalidInputError`` asking the caller to name zones.
 * ``latest``: the API's newest hourly value (the API's own "now", whatever the clock says;
   a note says when it is more than two hours old).
-* ``history``: ranges inside the last 24 hours read ``/history`` (free tier); older or
-  longer ones read ``/past-range`` (paid plans), split into 10-day requests. Up to the
-  current hour; later ones raise ``NoDataError`` (ask ``forecast``).
+* ``history``: the hours ``/history`` serves (the current one and the 23 before it) are
+  read there; older ones from ``/past-range``, split into 10-day requests, if the key
+  lists that route (else refused before asking). Up to the current hour; later ones raise
+  ``NoDataError`` (ask ``forecast``).
 * ``forecast``: asked for 24, 48 or 72 hours (the smallest that covers the request), so
   forecasts made within the cache TTL and the same hour share one answer (``/forecast``
-  and ``/history`` reach from the current hour: the next hour asks again).
+  and ``/history`` reach from the current hour: the next hour asks again). v3 answers
+  from the next hour: the current hour is then ``/latest``'s value, with a note.
 * ``resolve("LAT,LON")``: asks the API which zone holds the point (``/latest?lat&lon``).
 
 Values: ``isEstimated`` is kept in the series' estimated mask; ``null`` intensities are
 gaps. Malformed bodies, a wrong ``unit``, ``emissionFactorType`` or
-``temporalGranularity`` raise ``ResponseParseError`` naming the (redacted) request; gaps,
-duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
+``temporalGranularity``, or ``flowTraced: false`` raise ``ResponseParseError`` naming the
+(redacted) request; gaps, duplicates and disorder follow
+:func:`~lowcarb.backends.toolkit.assemble`.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import math
 from collections.abc import Mapping
@@ -74,6 +83,7 @@ from lowcarb.backends.toolkit import (
 from lowcarb.exceptions import (
     AuthenticationError,
     ConfigurationError,
+    InvalidInputError,
     MissingCredentialError,
     NoDataError,
     ProviderError,
@@ -95,8 +105,8 @@ TOKEN_HELP = (
     "get a key at https://portal.electricitymaps.com; free tier: "
     "https://www.electricitymaps.com/free-tier"
 )
-#: ``/carbon-intensity/history`` covers this much before the current hour.
-HISTORY_REACH = timedelta(hours=24)
+#: ``/carbon-intensity/history`` answers the current hour and this much before it (24 rows).
+HISTORY_REACH = timedelta(hours=23)
 #: The longest ``/past-range`` request at hourly granularity (10 days).
 MAX_PAST_RANGE = timedelta(days=10)
 #: The longest forecast lowcarb asks for (``horizonHours``).
@@ -107,6 +117,18 @@ LOOKUP_TTL = timedelta(days=1)
 STALE_AFTER = timedelta(hours=2)
 #: The unit the API reports intensities in, when it names one.
 UNIT = "gco2eq/kwh"
+#: The routes lowcarb reads; a zone whose ``/zones`` entry lists none of them is unusable.
+INTENSITY_ROUTES = (
+    "carbon-intensity/latest",
+    "carbon-intensity/history",
+    "carbon-intensity/past-range",
+    "carbon-intensity/forecast",
+)
+#: The most zones :meth:`ElectricityMapsProvider.default_zones` hands out unasked: each
+#: costs a request per call, and a 2026 free key reads about 350.
+MAX_DEFAULT_ZONES = 10
+#: How many refused zones a plan error names before it counts the rest.
+NAMED_IN_ERRORS = 5
 
 EmissionFactorType = Literal["lifecycle", "direct"]
 
@@ -132,22 +154,37 @@ class _Zone:
             return True
         return any(fnmatch.fnmatchcase(route, pattern) for pattern in self.access)
 
+    def describe_access(self) -> str:
+        """The carbon-intensity routes of ``access``, briefly (a plan lists ~80 routes)."""
+        if self.access is None:
+            return "its /zones entry lists no routes"
+        if "*" in self.access:
+            return "its /zones entry allows every route"
+        prefix = "carbon-intensity/"
+        mine = [a.removeprefix(prefix) for a in self.access if a.startswith(prefix)]
+        others = len(self.access) - len(mine)
+        listed = f"carbon-intensity {', '.join(mine)}" if mine else "no carbon-intensity route"
+        more = f" (and {others} other route{'s' * (others != 1)})" if others else ""
+        return f"its /zones entry lists {listed}{more}"
+
 
 class ElectricityMapsProvider(HttpProvider):
     """Carbon intensity from the Electricity Maps API: average, consumption-based, hourly.
 
     Upstream docs: https://portal.electricitymaps.com/developer-hub/api/reference. Zones
     are Electricity Maps zone keys (``DE``, ``FR``, ``US-CAL-CISO``), those ``/zones``
-    lists for the key. Lifecycle emission factors by default, direct on request. Free
-    keys read ``latest`` and the last 24 h of ``history`` for one zone; ``past-range``
-    and ``forecast`` need a paid plan or a trial.
+    lists for the key. Lifecycle emission factors by default, direct on request. What a
+    key may read is whatever its ``/zones`` entries list (as of 2026-08, a free key:
+    about 350 zones, ``latest``, 24 hours of ``history`` and ``forecast``, no
+    ``past-range``; see docs/providers/electricitymaps.md). No published rate limit.
 
     Args:
         token: The API key (sent as the ``auth-token`` header). From the configuration it
             is read only from ``LOWCARB_ELECTRICITYMAPS_TOKEN`` or ``..._FILE``.
         emission_factor_type: ``lifecycle`` (supply chain included, the API's default) or
             ``direct`` (combustion only, the GHG Protocol scope 2 boundary).
-        zones: Zones used when a caller names none (default: every zone ``/zones`` lists).
+        zones: Zones used when a caller names none (default: those the key reads carbon
+            intensity for, if at most :data:`MAX_DEFAULT_ZONES`).
         **options: See :class:`HttpOptions` (``base_url``, ``timeout_s``, ``max_attempts``,
             ``max_retry_time_s``, ``cache_ttl_s``, ``max_concurrency``, ``gaps``,
             ``max_gap_hours`` ...) and :class:`HttpProvider` (``transport``, ``client``,
@@ -170,7 +207,8 @@ class ElectricityMapsProvider(HttpProvider):
 
         Attributes:
             emission_factor_type: ``lifecycle`` (default) or ``direct``.
-            zones: Zones used when a command names none (default: all the key may read).
+            zones: Zones used when a command names none (default: those the key reads,
+                if at most ten).
         """
 
         base_url: str = BASE_URL
@@ -227,20 +265,21 @@ class ElectricityMapsProvider(HttpProvider):
         detail = self._redact(self.error_detail(response))
         where = f"{self._where(response)} -> 401"
         lowered = detail.lower()
+        # A plan refusal first: its text ("requestType=...") could pass for a rate limit.
+        if "unauthorized for" in lowered or "do not have access" in lowered:
+            entry = self._known_entry(response.request.url.params.get("zone", ""))
+            return AuthenticationError(
+                f"{where}: this key's plan does not cover the request ({detail})"
+                + (f"; {entry.describe_access()}" if entry else ""),
+                provider=self.name,
+                status_code=401,
+            )
         if "rate" in lowered or "too many" in lowered or "limit" in lowered:
             return RateLimitedError(
                 f"{where}: the provider is rate limiting us: {detail}",
                 provider=self.name,
                 status_code=401,
                 retry_after=self._retry_after(response),
-            )
-        if "unauthorized for" in lowered:
-            return AuthenticationError(
-                f"{where}: this key's plan does not cover the request ({detail}); free keys "
-                "read carbon-intensity latest and history for one zone, past-range and "
-                "forecast need a paid plan or trial",
-                provider=self.name,
-                status_code=401,
             )
         return AuthenticationError(
             f"{where}: the provider rejected the key"
@@ -249,6 +288,24 @@ class ElectricityMapsProvider(HttpProvider):
             provider=self.name,
             status_code=401,
         )
+
+    def error_detail(self, response: httpx.Response) -> str:
+        """``error`` and ``message`` of a refusal together: the first says what was refused.
+
+        A route outside the plan answers ``{"error": "Request unauthorized for zoneKey=DE,
+        requestType=past-range,...", "message": "You do not have access to this specific
+        endpoint ..."}``; the generic reader would keep only the vaguer ``message``.
+        """
+        try:
+            payload = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            payload = None
+        if isinstance(payload, dict):
+            both = [payload.get("error"), payload.get("message")]
+            texts = [t.strip() for t in both if isinstance(t, str) and t.strip()]
+            if len(texts) == 2:
+                return f"{texts[0]} ({texts[1].rstrip('.')})"[:400]
+        return super().error_detail(response)
 
     # -- zones ----------------------------------------------------------------------------
 
@@ -266,8 +323,37 @@ class ElectricityMapsProvider(HttpProvider):
             return list(self.preferred_zones) or list(ZONE_CATALOG)
 
     def default_zones(self) -> list[str]:
-        """The ``zones`` option, else every served zone."""
-        return list(self.preferred_zones) or self.served_zones()
+        """The ``zones`` option; else the zones the key reads carbon intensity for, if few.
+
+        A free key listed one zone until 2025 and lists about 350 in 2026; each zone
+        costs a request per call, so beyond :data:`MAX_DEFAULT_ZONES` the caller names them.
+
+        Raises:
+            InvalidInputError: If no ``zones`` option is set and the key reads carbon
+                intensity for more than :data:`MAX_DEFAULT_ZONES` zones.
+            NoDataError: If the key reads carbon intensity for no zone.
+            ProviderError: If ``/zones`` fails.
+        """
+        if self.preferred_zones:
+            return list(self.preferred_zones)
+        table = self._zones_table()
+        reachable = [
+            zone for zone, entry in table.items() if any(map(entry.allows, INTENSITY_ROUTES))
+        ]
+        if not reachable:
+            raise NoDataError(
+                f"this key's /zones entries list no carbon-intensity route for any of its "
+                f"{len(table)} zones",
+                provider=self.name,
+            )
+        if len(reachable) > MAX_DEFAULT_ZONES:
+            raise InvalidInputError(
+                f"{self.name}: this key reads carbon intensity for {len(reachable)} zones, "
+                f"too many to ask unasked (one request per zone and call); name the zones "
+                f"(lowcarb ... -z DE -z FR) or set providers.{self.name}.zones "
+                f"({TOKEN_ENV.removesuffix('TOKEN')}ZONES)"
+            )
+        return reachable
 
     def zones(self) -> list[ZoneInfo]:
         """The served zones, with lowcarb's catalog entry where known, else the API's names."""
@@ -317,18 +403,30 @@ class ElectricityMapsProvider(HttpProvider):
             raise NoDataError(f"{where} lists no zone this key may read", provider=self.name)
         return table
 
-    def _require(self, zones: list[str], route: str) -> None:
-        """Refuse, before any request, a route the key's ``/zones`` entry does not allow."""
+    def _require(self, zones: list[str], route: str, hint: str = "") -> None:
+        """Refuse, before any request, a route the key's ``/zones`` entry does not allow.
+
+        The message quotes the key's own list (its carbon-intensity routes, the others
+        counted), never a guess about plans.
+        """
         table = self._zones_table()
         refused = [z for z in zones if z in table and not table[z].allows(route)]
         if refused:
-            allowed = ", ".join(table[refused[0]].access or ()) or "nothing"
+            named = ", ".join(refused[:NAMED_IN_ERRORS])
+            if len(refused) > NAMED_IN_ERRORS:
+                named += f" and {len(refused) - NAMED_IN_ERRORS} more"
             raise AuthenticationError(
-                f"this key may not read {route} for {', '.join(refused)} (its /zones entry "
-                f"allows: {allowed}); free keys read carbon-intensity latest and history "
-                "only, past-range and forecast need a paid plan or trial",
+                f"this key may not read {route} for {named}: "
+                f"{table[refused[0]].describe_access()}{hint}",
                 provider=self.name,
             )
+
+    def _known_entry(self, zone: str) -> _Zone | None:
+        """The zone's ``/zones`` entry if the table was fetched already (never fetches)."""
+        if not self._zone_data_fetched or not isinstance(self._zone_data, dict):
+            return None
+        entry = self._zone_data.get(zone)
+        return entry if isinstance(entry, _Zone) else None
 
     # -- resolving ------------------------------------------------------------------------
 
@@ -370,17 +468,18 @@ class ElectricityMapsProvider(HttpProvider):
     def _params(self, zone: str, **extra: str) -> dict[str, str]:
         return {"zone": zone, "emissionFactorType": self.emission_factor_type, **extra}
 
+    def _latest_call(self, zone: str, accept: frozenset[int] = frozenset()) -> Call:
+        return Call(
+            "/carbon-intensity/latest",
+            params=self._params(zone),
+            cache_ttl=self._this_hour(self.clock.now()),
+            label=f"latest {zone}",
+            accept=accept,
+        )
+
     def _latest_flow(self, zones: list[str]) -> Flow[IntensitySeries]:
         self._require(zones, "carbon-intensity/latest")
-        calls = [
-            Call(
-                "/carbon-intensity/latest",
-                params=self._params(zone),
-                cache_ttl=self._this_hour(self.clock.now()),
-                label=f"latest {zone}",
-            )
-            for zone in zones
-        ]
+        calls = [self._latest_call(zone) for zone in zones]
         responses = yield calls
         now = self.clock.now()
         chosen: dict[str, Point] = {}
@@ -422,7 +521,16 @@ class ElectricityMapsProvider(HttpProvider):
         # (call, zone, window): each answer is cut to its own window, so overlaps are harmless.
         asks: list[tuple[Call, str, datetime, datetime]] = []
         ttl = self._ttl()
-        if first >= current - HISTORY_REACH:
+        # /history serves the current hour and the 23 before it: those hours are read
+        # there (any key), older ones from /past-range (if the key lists it).
+        reach = current - HISTORY_REACH
+        if first < reach:
+            self._require(
+                zones,
+                "carbon-intensity/past-range",
+                f"; /carbon-intensity/history reaches back to {_short(reach)} only",
+            )
+        if stop > reach:
             self._require(zones, "carbon-intensity/history")
             for zone in zones:
                 call = Call(
@@ -431,12 +539,12 @@ class ElectricityMapsProvider(HttpProvider):
                     cache_ttl=self._this_hour(self.clock.now()),
                     label=f"history {zone}",
                 )
-                asks.append((call, zone, first, stop))
-        else:
-            self._require(zones, "carbon-intensity/past-range")
+                asks.append((call, zone, max(first, reach), stop))
+        if first < reach:
+            older_end = min(stop, reach)
             chunk = first
-            while chunk < stop:
-                chunk_end = min(chunk + MAX_PAST_RANGE, stop)
+            while chunk < older_end:
+                chunk_end = min(chunk + MAX_PAST_RANGE, older_end)
                 for zone in zones:
                     call = Call(
                         "/carbon-intensity/past-range",
@@ -490,7 +598,8 @@ class ElectricityMapsProvider(HttpProvider):
             ]
             for zone, call, response in zip(zones, calls, responses, strict=True)
         }
-        values, flags, notes = assemble(
+        notes = yield from self._current_hour_flow(points, start, stop, issued)
+        values, flags, repairs = assemble(
             points,
             start=start,
             end=stop,
@@ -499,7 +608,52 @@ class ElectricityMapsProvider(HttpProvider):
             gaps=self.gaps,
             max_gap=self.max_gap,
         )
-        return self._series(values, flags, notes, is_forecast=True, issued_at=issued)
+        return self._series(values, flags, notes + repairs, is_forecast=True, issued_at=issued)
+
+    def _current_hour_flow(
+        self, points: dict[str, list[Point]], start: datetime, stop: datetime, issued: datetime
+    ) -> Flow[list[str]]:
+        """Add ``/latest``'s value where a forecast lacks the current hour; the notes.
+
+        v3 forecasts start at the next hour (v4 ones at the current hour), so a forecast
+        from now would begin with a gap that nothing can interpolate. ``/latest`` is the
+        API's own value for that hour (usually estimated, and flagged so).
+        """
+        current = floor_time(issued, HOUR)
+        if not start <= current < stop:
+            return []
+        missing = [
+            zone
+            for zone, found in points.items()
+            if not any(p.start == current and p.value is not None for p in found)
+            and self._allowed(zone, "carbon-intensity/latest")
+        ]
+        if not missing:
+            return []
+        # A refused or absent nowcast leaves the gap as it was, rather than fail the forecast.
+        calls = [self._latest_call(zone, frozenset({400, 401, 403, 404})) for zone in missing]
+        responses = yield calls
+        filled = []
+        for zone, call, response in zip(missing, calls, responses, strict=True):
+            if response.status_code in call.accept:
+                continue
+            where = self._where(response)
+            payload = self._object(self._payload(response, call), where)
+            self._check_meta(payload, zone, where)
+            point = self._point(payload, zone, where)
+            if point.start == current and point.value is not None:
+                points[zone].append(point)
+                filled.append(zone)
+        if not filled:
+            return []
+        return [
+            f"{', '.join(filled)}: the forecast starts after the current hour "
+            f"({_short(current)}); that hour is /carbon-intensity/latest's value"
+        ]
+
+    def _allowed(self, zone: str, route: str) -> bool:
+        entry = self._zones_table().get(zone)
+        return entry is None or entry.allows(route)
 
     def _this_hour(self, now: datetime) -> timedelta | None:
         """The cache TTL of an answer that ends relative to the current hour.
@@ -583,6 +737,13 @@ class ElectricityMapsProvider(HttpProvider):
         if granularity is not None and granularity != "hourly":
             raise ResponseParseError(
                 f"{where}: temporalGranularity is {granularity!r}, not 'hourly'",
+                provider=self.name,
+            )
+        traced = item.get("flowTraced")
+        if traced is not None and traced is not True:
+            raise ResponseParseError(
+                f"{where}: flowTraced is {traced!r}: production-based values, but lowcarb "
+                "reads the consumption-based (flow-traced) signal",
                 provider=self.name,
             )
         unit = item.get("unit")

@@ -9,7 +9,17 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import numpy as np
 import pytest
-from _electricitymaps_api import HOUR, TOKEN, FakeElectricityMapsAPI, error, value
+from _electricitymaps_api import (
+    FREE_2025,
+    FREE_2026,
+    HOUR,
+    REFUSED,
+    TOKEN,
+    ZONE_KEYS,
+    FakeElectricityMapsAPI,
+    error,
+    value,
+)
 
 import lowcarb
 from lowcarb import ManualClock, load_settings
@@ -61,7 +71,7 @@ def test_registry_capabilities_and_auth_header(api, clock):
     assert (caps.signal, caps.basis, caps.resolution) == ("average", "lifecycle", HOUR)
     assert caps.forecast_horizon == timedelta(hours=72)
     assert api.requests == []  # nothing is asked before it is needed
-    assert p.served_zones() == ["DE", "FR", "US-CAL-CISO", "XX-TEST"]
+    assert p.served_zones() == ZONE_KEYS  # a 2026 key lists about 350 zones
     assert api.requests[0].headers["auth-token"] == TOKEN
     assert str(api.requests[0].url) == f"{BASE}/zones"
 
@@ -136,6 +146,37 @@ def test_unknown_zone_suggests_served_ones(api, clock):
     assert api.paths == ["/zones"]
 
 
+def test_default_zones_of_a_key_that_reads_350_zones_are_refused_not_all_asked(api, clock):
+    # A 2026 free key lists ~350 zones: `lowcarb latest` without -z sent ~350 requests.
+    api.access = FREE_2026
+    with pytest.raises(InvalidInputError) as info:
+        make(api, clock).default_zones()
+    message = str(info.value)
+    assert "this key reads carbon intensity for 350 zones" in message
+    assert "-z DE" in message and "LOWCARB_ELECTRICITYMAPS_ZONES" in message
+    assert api.paths == ["/zones"]
+
+
+def test_default_zones_are_configured_or_the_few_the_key_reaches(api, clock):
+    assert make(api, clock, zones=("FR", "DE")).default_zones() == ["FR", "DE"]
+    assert api.requests == []  # configured zones need no /zones
+    api.zones, api.access = ["DE"], FREE_2025  # a 2025 free key: one zone
+    assert make(api, clock).default_zones() == ["DE"]
+    api.zones = ["DE", "FR", "XX-TEST"]
+
+    def no_intensity_for_fr(payload):
+        if "FR" in payload and "zoneKey" in payload["FR"]:
+            payload["FR"] = {**payload["FR"], "access": ["price-day-ahead/latest"]}
+        return payload
+
+    api.tamper = no_intensity_for_fr
+    assert make(api, clock).default_zones() == ["DE", "XX-TEST"]
+    api.access = ["price-day-ahead/latest"]
+    api.tamper = None
+    with pytest.raises(NoDataError, match="no carbon-intensity route for any of its 3 zones"):
+        make(api, clock).default_zones()
+
+
 # -- resolving locations --------------------------------------------------------------------
 
 
@@ -155,6 +196,7 @@ def test_lat_lon_outside_any_zone(api, clock):
 
 
 def test_lat_lon_in_a_zone_the_key_may_not_read(api, clock):
+    api.zones = ["DE", "FR"]
     api.tamper = lambda payload: {**payload, "zone": "IT-NO"} if "zone" in payload else payload
     with pytest.raises(UnknownZoneError, match="IT-NO, which this key may not read"):
         make(api, clock).resolve("48.85,2.35")
@@ -236,12 +278,41 @@ def test_older_history_reads_past_range_split_into_10_day_requests(api, clock):
         for r in api.requests
         if r.url.path.endswith("/past-range")
     ]
+    # The last 23 hours and the current one come from /history, which serves them.
     assert ranges == [
         ("2024-05-07T12:00:00Z", "2024-05-17T12:00:00Z"),
         ("2024-05-17T12:00:00Z", "2024-05-27T12:00:00Z"),
-        ("2024-05-27T12:00:00Z", "2024-06-01T12:00:00Z"),
+        ("2024-05-27T12:00:00Z", "2024-05-31T13:00:00Z"),
     ]
+    assert api.paths.count("/carbon-intensity/history") == 1
     assert series.values.at[start, "FR"] == value("FR", start)
+
+
+def test_history_from_24_hours_back_reads_the_hour_history_does_not_serve(api, clock):
+    # /history serves the current hour and the 23 before it; the hour before those came
+    # back as NaN with a note (an error with gaps="error").
+    p = make(api, clock, gaps="error")
+    series = p.history(["DE"], SLOT - timedelta(hours=24), SLOT)
+    assert len(series) == 24 and series.values["DE"].notna().all()
+    first = SLOT - timedelta(hours=24)
+    assert series.values.at[first, "DE"] == value("DE", first)
+    ranges = [
+        (r.url.params["start"], r.url.params["end"])
+        for r in api.requests
+        if r.url.path.endswith("/past-range")
+    ]
+    assert ranges == [("2024-05-31T12:00:00Z", "2024-05-31T13:00:00Z")]
+    assert api.paths.count("/carbon-intensity/history") == 1
+    assert not any("NaN" in note or "without data" in note for note in series.notes)
+
+
+def test_history_older_than_history_serves_is_refused_to_a_key_without_past_range(api, clock):
+    api.access = FREE_2026
+    p = make(api, clock)
+    assert len(p.history(["DE"], SLOT - timedelta(hours=23), SLOT)) == 23
+    with pytest.raises(AuthenticationError, match="reaches back to 2024-05-31T13:00Z only"):
+        p.history(["DE"], SLOT - timedelta(hours=24), SLOT)
+    assert not any("past-range" in path for path in api.paths)
 
 
 def test_history_beyond_the_current_hour_is_refused(api, clock):
@@ -254,15 +325,44 @@ def test_history_without_a_whole_hour_is_empty(api, clock):
     assert len(series) == 0
 
 
-def test_free_key_is_refused_past_range_and_forecast_before_asking(api, clock):
-    api.access = ["carbon-intensity/latest", "carbon-intensity/history"]
+def test_a_2025_free_key_is_refused_past_range_and_forecast_before_asking(api, clock):
+    api.zones, api.access = ["DE"], FREE_2025
     p = make(api, clock)
     assert len(p.history(["DE"], SLOT - timedelta(hours=3), SLOT)) == 3
     with pytest.raises(AuthenticationError, match="may not read carbon-intensity/past-range"):
         p.history(["DE"], SLOT - timedelta(days=3), SLOT)
-    with pytest.raises(AuthenticationError, match="paid plan"):
+    with pytest.raises(AuthenticationError) as info:
         p.forecast(["DE"])
+    assert str(info.value) == (
+        "electricitymaps: this key may not read carbon-intensity/forecast for DE: its "
+        "/zones entry lists carbon-intensity latest, history"
+    )
     assert not any("forecast" in path or "past-range" in path for path in api.paths)
+
+
+def test_a_2026_free_key_reads_forecasts_and_is_refused_past_range_briefly(api, clock):
+    # 79 routes per zone: the refusal quotes the carbon-intensity ones and counts the rest,
+    # rather than print all 79 (2,676 characters), and claims nothing about plans.
+    api.access = FREE_2026
+    p = make(api, clock)
+    assert p.forecast(["DE"], horizon=timedelta(hours=6)).values["DE"].notna().all()
+    with pytest.raises(AuthenticationError) as info:
+        p.history(["DE", "FR"], SLOT - timedelta(days=3), SLOT)
+    message = str(info.value)
+    assert message == (
+        "electricitymaps: this key may not read carbon-intensity/past-range for DE, FR: its "
+        "/zones entry lists carbon-intensity latest, history, forecast (and 76 other routes); "
+        "/carbon-intensity/history reaches back to 2024-05-31T13:00Z only"
+    )
+    assert "paid" not in message and "free" not in message
+    assert not any("past-range" in path for path in api.paths)
+
+
+def test_a_refusal_names_a_few_zones_and_counts_the_rest(api, clock):
+    api.access = FREE_2025
+    p = make(api, clock, zones=())
+    with pytest.raises(AuthenticationError, match=r"for AE, AT, AU-NSW, AU-QLD, AU-SA and 3 more:"):
+        p.forecast(ZONE_KEYS[:8], horizon=timedelta(hours=2))
 
 
 def test_route_refused_by_the_api_explains_the_plan(api, clock):
@@ -275,6 +375,22 @@ def test_route_refused_by_the_api_explains_the_plan(api, clock):
     assert len(api.requests) == 2
 
 
+def test_a_refusal_with_error_and_message_is_the_plan_not_the_key(api, clock):
+    # The 2026 answer carries both fields; "message" alone says nothing of what was refused.
+    body = {k: v.format(zone="DE", kind="forecast") for k, v in REFUSED.items()}
+    p = make(api, clock)
+    p.served_zones()
+    api.script = [error(401, body)]
+    with pytest.raises(AuthenticationError) as info:
+        p.forecast(["DE"])
+    message = str(info.value)
+    assert "plan does not cover the request (Request unauthorized for zoneKey=DE" in message
+    assert "You do not have access to this specific endpoint" in message
+    assert "lists carbon-intensity latest, history, forecast, past, past-range" in message
+    assert "rejected the key" not in message and "LOWCARB_ELECTRICITYMAPS_TOKEN" not in message
+    assert len(api.requests) == 2  # not retried
+
+
 # -- forecast -------------------------------------------------------------------------------
 
 
@@ -282,14 +398,39 @@ def test_forecast_values_horizon_and_shared_cache(api, clock):
     p = make(api, clock)
     series = p.forecast(["DE"], horizon=timedelta(hours=6))
     assert series.is_forecast and series.issued_at == NOW and len(series) == 6
-    assert series.start == SLOT and not series.estimated_mask().any().any()
     for start in series.values.index:
         assert series.values.at[start, "DE"] == value("DE", start)
     assert p.forecast(["DE"], horizon=timedelta(hours=20)).values.iloc[:6].equals(series.values)
     forecasts = [r for r in api.requests if r.url.path.endswith("/forecast")]
     assert len(forecasts) == 1 and forecasts[0].url.params["horizonHours"] == "24"
     p.forecast(["DE"], horizon=timedelta(hours=50))
-    assert api.requests[-1].url.params["horizonHours"] == "72"
+    forecasts = [r for r in api.requests if r.url.path.endswith("/forecast")]
+    assert forecasts[-1].url.params["horizonHours"] == "72"
+
+
+def test_a_v3_forecast_from_the_next_hour_takes_the_current_hour_from_latest(api, clock):
+    # v3 answers from the next hour: a forecast from now began with a gap nothing fills.
+    p = make(api, clock, gaps="error")
+    series = p.forecast(["DE", "FR"], horizon=timedelta(hours=6))
+    assert series.start == SLOT and len(series) == 6
+    assert series.values.notna().all().all()
+    assert series.values.at[SLOT, "DE"] == value("DE", SLOT)
+    mask = series.estimated_mask()
+    assert mask.loc[SLOT].all() and not mask.iloc[1:].any().any()  # /latest's isEstimated
+    assert any("DE, FR: the forecast starts after the current hour" in n for n in series.notes)
+    assert api.paths.count("/carbon-intensity/latest") == 2
+    # A forecast that starts later needs no /latest.
+    later = p.forecast(["DE"], start=SLOT + 3 * HOUR, horizon=timedelta(hours=3))
+    assert later.values["DE"].notna().all() and api.paths.count("/carbon-intensity/latest") == 2
+
+
+def test_a_v4_forecast_from_the_current_hour_needs_no_latest(api, clock):
+    p = make(api, clock, base_url="https://api.electricitymaps.com/v4", gaps="error")
+    series = p.forecast(["DE"], horizon=timedelta(hours=24))  # the API sends 25 rows
+    assert len(series) == 24 and series.values["DE"].notna().all()
+    assert not series.estimated_mask().any().any()
+    assert "/carbon-intensity/latest" not in api.paths
+    assert str(api.requests[-1].url).startswith("https://api.electricitymaps.com/v4/")
 
 
 def test_latest_forecast_and_history_answers_are_not_reused_in_the_next_hour(api, clock):
@@ -306,8 +447,10 @@ def test_latest_forecast_and_history_answers_are_not_reused_in_the_next_hour(api
     assert latest.start == SLOT + HOUR
     assert forecast.values["DE"].notna().all() and len(forecast) == 24
     assert history.values["DE"].notna().all() and history.end == SLOT + 2 * HOUR
-    for route in ("/latest", "/forecast", "/history"):
+    for route in ("/forecast", "/history"):
         assert sum(r.url.path.endswith(route) for r in api.requests) == 2
+    # /latest: the hour's forecast reads it too (v3 starts at the next hour), from cache.
+    assert sum(r.url.path.endswith("/latest") for r in api.requests) == 2
 
 
 def test_forecast_beyond_72_hours_is_refused_before_any_request(api, clock):
@@ -375,6 +518,7 @@ def tamper_first(change):
         (lambda i: i.update(isEstimated="yes"), "isEstimated is 'yes'"),
         (lambda i: i.update(zone="FR"), "zone is 'FR', but 'DE' was asked for"),
         (lambda i: i.update(temporalGranularity="5_minutes"), "not 'hourly'"),
+        (lambda i: i.update(flowTraced=False), "flowTraced is False: production-based"),
     ],
 )
 def test_malformed_items_name_the_request_and_field(api, clock, change, match):
@@ -472,7 +616,7 @@ def test_a_failing_zone_list_surfaces_from_the_call_once(api, clock):
     assert api.paths == ["/zones"]  # raised again, not asked again
     clock.advance(timedelta(minutes=2))
     api.token = "wrong-key-123456"  # the key was activated meanwhile
-    assert p.served_zones() == ["DE", "FR", "US-CAL-CISO", "XX-TEST"]
+    assert p.served_zones() == ZONE_KEYS
     assert make(api, clock, token="k", zones=("FR",)).served_zones() == ["FR"]  # stand-in
 
 
@@ -531,7 +675,8 @@ def test_async_face_refuses_bad_input_like_the_sync_one(api, clock):
             with pytest.raises(InvalidInputError, match="naive"):
                 await face.history(["DE"], datetime(2024, 6, 1), NOW)
             assert (await face.resolve("52.52,13.405")).zone == "DE"
-            assert await face.default_zones() == p.served_zones()
+            with pytest.raises(InvalidInputError, match="350 zones"):
+                await face.default_zones()
 
     asyncio.run(run())
 
