@@ -597,3 +597,81 @@ class Ledger:
         result = self._db.execute("PRAGMA integrity_check").fetchone()[0]
         if result != "ok":
             raise DataValidationError(f"ledger {self.path} is damaged: {result}")
+
+    # -- reading a ledger another process writes ------------------------------------------
+
+    #: True for a ledger opened with :meth:`open_read_only`.
+    read_only: bool = False
+
+    @classmethod
+    def open_read_only(cls, path: str | Path) -> Ledger:
+        """Open an existing ledger file for reading only (reports, dashboards).
+
+        The file is opened with SQLite's ``mode=ro``: nothing is created, migrated or
+        written, and in WAL mode a reader never blocks the process writing the ledger.
+        Use :meth:`snapshot` to read several things as of one commit.
+
+        Raises:
+            InvalidInputError: If the file does not exist or is a directory.
+            DataValidationError: If it is not a lowcarb ledger, or has another schema
+                (saying whether an older or a newer lowcarb wrote it).
+        """
+        target = Path(path)
+        if target.is_dir():
+            raise InvalidInputError(f"ledger path {target} is a directory, not a file")
+        if not target.is_file():
+            raise InvalidInputError(f"no ledger file at {target}")
+        # Built as any ledger is (so it has every attribute one has), then pointed at the
+        # file through a read-only connection instead of its in-memory database.
+        ledger = cls()
+        ledger._db.close()
+        ledger.path = target
+        if hasattr(ledger, "_name"):
+            ledger._name = f"ledger {target.name}"
+        ledger.read_only = True
+        uri = f"{target.resolve().as_uri()}?mode=ro"
+        try:
+            ledger._db = sqlite3.connect(
+                uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0
+            )
+        except sqlite3.Error as exc:
+            raise DataValidationError(f"{target} cannot be opened: {exc}") from exc
+        try:
+            row = ledger._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            ledger._db.close()
+            raise DataValidationError(f"{target} is not a lowcarb ledger: {exc}") from exc
+        version = row[0] if row is not None else None
+        if version != str(_SCHEMA_VERSION):
+            ledger._db.close()
+            if version is None:
+                raise DataValidationError(f"{target} is not a lowcarb ledger: no schema version")
+            older = version.isdigit() and int(version) < _SCHEMA_VERSION
+            hint = (
+                "written by an older lowcarb: open it once with this one to upgrade it"
+                if older
+                else "written by a newer lowcarb: upgrade lowcarb to read it"
+            )
+            raise DataValidationError(
+                f"{target} has ledger schema {version}; this lowcarb reads "
+                f"{_SCHEMA_VERSION} ({hint})"
+            )
+        return ledger
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Ledger]:
+        """Read as of one commit: every read inside sees the same state of the ledger.
+
+        Only for ledgers opened with :meth:`open_read_only` (a read transaction, which in
+        WAL mode does not block the writer).
+
+        Raises:
+            InvalidInputError: On a ledger opened for writing.
+        """
+        if not self.read_only:
+            raise InvalidInputError("snapshot() reads a ledger opened with open_read_only()")
+        self._db.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self._db.execute("COMMIT")
