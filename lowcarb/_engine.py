@@ -52,6 +52,9 @@ class ClientDecision:
         energy_kwh: Expected energy of its round.
         emissions_g: Expected gCO2eq of its round.
         available: Whether it could train in this slot (its availability windows).
+        next_turn: For a candidate that waits, when the policy's current plan next has
+            it train (UTC start of that slot); None when selected, when the plan holds no
+            turn for it within its horizon, or when the policy does not plan ahead.
     """
 
     id: str
@@ -61,6 +64,13 @@ class ClientDecision:
     energy_kwh: float
     emissions_g: float
     available: bool = True
+    next_turn: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        out = dict(vars(self))
+        out["next_turn"] = None if self.next_turn is None else self.next_turn.isoformat()
+        return out
 
 
 @dataclass(frozen=True)
@@ -121,7 +131,7 @@ class Decision:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
-        return {**self._header(), "clients": [dict(vars(c)) for c in self.clients]}
+        return {**self._header(), "clients": [c.to_dict() for c in self.clients]}
 
     def to_record(self) -> dict[str, Any]:
         """A compact JSON-friendly form for the ledger (candidates as columns).
@@ -144,6 +154,15 @@ class Decision:
             "energy_kwh": energies[0] if len(set(energies)) == 1 else energies,
             "unavailable": [i for i, c in enumerate(self.clients) if not c.available],
         }
+        turns = [c.next_turn for c in self.clients]
+        if any(t is not None for t in turns):
+            # Seconds after the decision, -1 for none: a plan's turns in a few bytes each
+            # (a plan has few distinct slots, so each is converted once).
+            seconds: dict[datetime | None, int] = {None: -1}
+            for t in set(turns) - {None}:
+                assert t is not None
+                seconds[t] = int((t - self.decided_at).total_seconds())
+            out["candidates"]["next_turn_s"] = [seconds[t] for t in turns]
         return out
 
     @classmethod
@@ -159,6 +178,8 @@ class Decision:
             energy = table["energy_kwh"]
             energies = energy if isinstance(energy, list) else [energy] * len(ids)
             off = set(table["unavailable"])
+            turns = table.get("next_turn_s") or [-1] * len(ids)
+            decided = datetime.fromisoformat(data["decided_at"])
             chosen = set(data["selected"])
             clients = []
             for i, (cid, z, kwh) in enumerate(zip(ids, table["zone"], energies, strict=True)):
@@ -172,6 +193,7 @@ class Decision:
                         energy_kwh=float(kwh),
                         emissions_g=float(kwh) * intensity,
                         available=i not in off,
+                        next_turn=None if turns[i] < 0 else decided + timedelta(seconds=turns[i]),
                     )
                 )
             header = {k: v for k, v in data.items() if k != "candidates"}
@@ -187,7 +209,17 @@ class Decision:
             DataValidationError: If ``data`` is not a decision's dictionary.
         """
         try:
-            clients = tuple(ClientDecision(**c) for c in data["clients"])
+            clients = tuple(
+                ClientDecision(
+                    **{
+                        **c,
+                        "next_turn": None
+                        if c.get("next_turn") is None
+                        else datetime.fromisoformat(c["next_turn"]),
+                    }
+                )
+                for c in data["clients"]
+            )
             header = {k: v for k, v in data.items() if k != "clients"}
             return cls._build(header, clients)
         except (KeyError, TypeError, ValueError) as exc:
@@ -456,6 +488,8 @@ class SelectionEngine:
         if signal.fallback:
             reason += f"; signal fallback: {signal.fallback}"
         intensity_now = view.intensity[view.zone, 0]
+        slot_starts = starts.to_pydatetime()
+        turns = choice.next_turn if choice.next_turn is not None else np.full(view.size, -1)
         clients = tuple(
             ClientDecision(
                 id=c.id,
@@ -465,6 +499,7 @@ class SelectionEngine:
                 energy_kwh=float(view.energy_kwh[i]),
                 emissions_g=float(now_g[i]),
                 available=bool(usable[i]),
+                next_turn=None if turns[i] < 0 else slot_starts[turns[i]],
             )
             for i, c in enumerate(candidates)
         )
@@ -478,7 +513,7 @@ class SelectionEngine:
             selected=tuple(c.id for c in clients if c.selected),
             deferred=tuple(c.id for c in clients if not c.selected),
             clients=clients,
-            signal=signal.describe(),
+            signal=self._provenance(signal),
             reason=reason,
             policy=self.policy_name,
             decided_at=now,
@@ -496,6 +531,20 @@ class SelectionEngine:
                 self.run_id, decided_at=now, wait_until=start, reason=decision.reason
             )
         return decision
+
+    def _provenance(self, signal: PlanningSignal) -> dict[str, Any]:
+        """The signal's provenance, with what the primary provider's values are.
+
+        Kind (average or marginal), emission basis and whether the data is synthetic
+        say what the round's intensities mean, for its account and its report.
+        """
+        caps = self.provider.capabilities
+        return {
+            **signal.describe(),
+            "kind": caps.signal,
+            "basis": caps.basis,
+            "synthetic": caps.synthetic,
+        }
 
     def _record(self, decision: Decision) -> None:
         record = RoundRecord(

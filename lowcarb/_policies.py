@@ -102,12 +102,16 @@ class Choice:
         run_now: False when the round should wait.
         next_slot: When pausing, the slot index at which the next round runs.
         reason: One sentence a person understands.
+        next_turn: Per candidate, the slot of its next planned turn after this round
+            (-1: selected now, or no turn within the plan); None when the policy does
+            not plan ahead.
     """
 
     selected: np.ndarray
     run_now: bool = True
     next_slot: int = 0
     reason: str = ""
+    next_turn: np.ndarray | None = None
 
 
 def fair_share_bounds(
@@ -294,11 +298,13 @@ class LowcarbPolicy(Policy):
                 next_slot=plan.next_run,
                 reason="paused: cleaner slots come before the deadline",
             )
-        chosen = _take_from_groups(group, plan.now, rng)
+        chosen, queue = _take_from_groups(group, plan.now, rng)
         reason = "planned: this round's share of the cheapest fair schedule"
         if plan.shortfall or plan.excess:
             reason += f" (quotas missed by {plan.shortfall + plan.excess} client-rounds)"
-        return Choice(np.sort(chosen), reason=reason)
+        return Choice(
+            np.sort(chosen), reason=reason, next_turn=_next_turns(group, plan.counts, queue)
+        )
 
 
 def _behind(participation: np.ndarray) -> np.ndarray:
@@ -330,8 +336,38 @@ def _groups(
     return code.astype(np.int64), first
 
 
-def _take_from_groups(group: np.ndarray, take: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Pick ``take[g]`` random members of each group g."""
+def _next_turns(group: np.ndarray, counts: np.ndarray, queue: np.ndarray) -> np.ndarray:
+    """Slot of each waiting candidate's next turn in the plan (-1: none, or selected now).
+
+    The plan counts clients per group and slot, not which member goes when; members of a
+    group are interchangeable, so a group's waiting members take its later turns in their
+    ``queue`` order (their place among the group's waiting members; negative: selected
+    now), one turn each: any such assignment is a reading of the same plan.
+    """
+    turns = np.full(group.size, -1, dtype=np.int64)
+    later = counts[:, 1:].astype(np.int64)
+    if later.size == 0 or not later.any():
+        return turns
+    # Every group's later turns as one flat list of slots (at most K per slot), so a
+    # member's turn is one lookup: its group's offset plus its place in the queue.
+    per_group = later.sum(axis=1)
+    slots = np.repeat(np.tile(np.arange(1, counts.shape[1]), counts.shape[0]), later.ravel())
+    offset = np.concatenate([[0], np.cumsum(per_group)[:-1]])
+    # Members queued beyond their group's later turns wait past the plan's horizon.
+    who = np.flatnonzero((queue >= 0) & (queue < per_group[group]))
+    turns[who] = slots[offset[group[who]] + queue[who]]
+    return turns
+
+
+def _take_from_groups(
+    group: np.ndarray, take: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pick ``take[g]`` random members of each group g.
+
+    Returns:
+        The picked candidates, and each candidate's place in the queue of its group's
+        members left waiting, in the same random order (negative for the picked).
+    """
     order = rng.permutation(group.size)
     keys = group[order]
     if take.size <= 1 << 16:
@@ -341,8 +377,10 @@ def _take_from_groups(group: np.ndarray, take: np.ndarray, rng: np.random.Genera
     order = order[np.argsort(keys, kind="stable")]
     ordered_group = group[order]
     starts = np.concatenate([[0], np.cumsum(np.bincount(group, minlength=take.size))[:-1]])
-    rank = np.arange(order.size) - starts[ordered_group]
-    return np.asarray(order[rank < take[ordered_group]])
+    rank = np.arange(order.size) - starts[ordered_group] - take[ordered_group]
+    queue = np.empty(group.size, dtype=np.int64)
+    queue[order] = rank
+    return np.asarray(order[rank < 0]), queue
 
 
 POLICIES: dict[str, type[Policy]] = {
