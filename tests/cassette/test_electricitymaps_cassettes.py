@@ -19,10 +19,16 @@ from test_cassette_hygiene import problems
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
+from lowcarb.backends._electricitymaps import (
+    INTENSITY_ROUTES,
+    MAX_DEFAULT_ZONES,
+    TOKEN_ENV,
+    ElectricityMapsProvider,
+)
 from lowcarb.cli import main
-from lowcarb.backends._electricitymaps import TOKEN_ENV, ElectricityMapsProvider
 from lowcarb.exceptions import (
     AuthenticationError,
+    InvalidInputError,
     NoDataError,
     ResponseParseError,
 )
@@ -86,7 +92,24 @@ def history_clock(cassette: Cassette) -> ManualClock:
 
 
 def forecast_clock(cassette: Cassette) -> ManualClock:
+    """Ten minutes into the forecast's hour of issue.
+
+    v4 answers from that hour; v3 from the next one, and lowcarb then reads the hour of
+    issue from ``/latest`` (which the cassette holds).
+    """
+    v3 = any(request.path.endswith("/latest") for request in cassette.requests)
+    if v3 and not recording(cassette):
+        return clock_at(cassette, "/latest", lambda b: b["datetime"], zone="DE")
     return clock_at(cassette, "/forecast", lambda b: b["forecast"][0]["datetime"])
+
+
+def intensity_zones(cassette: Cassette) -> list[str]:
+    """The zones whose /zones entry lists a carbon-intensity route lowcarb reads."""
+    return [
+        zone
+        for zone, entry in body(cassette, "/zones").items()
+        if any(a in ("*", *INTENSITY_ROUTES) for a in entry.get("access", ["*"]))
+    ]
 
 
 # -- zones and lookup -----------------------------------------------------------------------
@@ -100,6 +123,19 @@ def test_zones_from_the_api(vcr_cassette):
     names = {z.zone: z.name for z in p.zones()}
     for zone, entry in listed.items():
         assert zone in names and (names[zone] == entry["zoneName"] or zone in ("DE", "FR"))
+    assert vcr_cassette.play_count == 1
+
+
+@pytest.mark.vcr("zones")
+def test_default_zones_are_bounded(vcr_cassette):
+    # A 2026 free key lists far more zones than lowcarb asks for unasked.
+    reachable = intensity_zones(vcr_cassette)
+    p = provider(ManualClock(datetime.now(UTC)))
+    if len(reachable) <= MAX_DEFAULT_ZONES:
+        assert p.default_zones() == reachable
+    else:
+        with pytest.raises(InvalidInputError, match=f"for {len(reachable)} zones"):
+            p.default_zones()
     assert vcr_cassette.play_count == 1
 
 
@@ -164,22 +200,45 @@ def test_past_range_split_at_ten_days(vcr_cassette):
     assert vcr_cassette.play_count == 3 and vcr_cassette.all_played
 
 
+def forecast_items(cassette: Cassette) -> dict[datetime, Any]:
+    """Each hour's value: the forecast's, and the hour of issue from /latest (v3)."""
+    items = {when(i["datetime"]): i for i in body(cassette, "/forecast")["forecast"]}
+    if any(request.path.endswith("/latest") for request in cassette.requests):
+        latest = body(cassette, "/latest", zone="DE")
+        items.setdefault(when(latest["datetime"]), latest)
+    return items
+
+
 @pytest.mark.vcr("forecast")
 def test_forecast_sync_and_async_agree(vcr_cassette):
+    # v3: the forecast starts at the next hour; the current one comes from /latest.
     clock = forecast_clock(vcr_cassette)
-    sync = provider(clock).forecast(["DE"], horizon=timedelta(hours=24))
-    items = {when(i["datetime"]): i for i in body(vcr_cassette, "/forecast")["forecast"]}
+    sync = provider(clock, gaps="error").forecast(["DE"], horizon=timedelta(hours=24))
+    items = forecast_items(vcr_cassette)
     assert sync.is_forecast and sync.issued_at == clock.now() and len(sync) == 24
     for start in sync.values.index:
         assert sync.values.at[start, "DE"] == items[start]["carbonIntensity"]
+    assert vcr_cassette.all_played
 
     async def run():
         async with provider(clock).to_async() as p:
             return await p.forecast(["DE"], horizon=timedelta(hours=24))
 
-    assert vcr_cassette.play_count == 2
     vcr_cassette.allow_playback_repeats = True  # a second provider asks again
     assert asyncio.run(run()).values.equals(sync.values)
+
+
+@pytest.mark.vcr("forecast_v4")
+def test_forecast_from_v4_starts_at_the_current_hour(vcr_cassette):
+    clock = forecast_clock(vcr_cassette)
+    p = provider(clock, base_url="https://api.electricitymaps.com/v4", gaps="error")
+    series = p.forecast(["DE"], horizon=timedelta(hours=24))
+    items = forecast_items(vcr_cassette)
+    assert len(items) == 25 and len(series) == 24  # horizonHours + 1 rows; the 25th cut
+    for start in series.values.index:
+        assert series.values.at[start, "DE"] == items[start]["carbonIntensity"]
+    assert not any("/latest" in request.path for request in vcr_cassette.requests)
+    assert vcr_cassette.all_played
 
 
 # -- faults ---------------------------------------------------------------------------------
@@ -191,6 +250,37 @@ def test_bad_key_fails_at_once_naming_the_variable(vcr_cassette):
         provider(ManualClock(datetime.now(UTC)), token="not-a-valid-key").latest(["DE"])
     assert TOKEN_ENV in str(info.value) and "not-a-valid-key" not in str(info.value)
     assert info.value.status_code == 401 and vcr_cassette.play_count == 1
+
+
+@pytest.mark.handmade
+@pytest.mark.vcr("plan_refused")
+def test_a_route_the_key_lacks_is_refused_before_asking(vcr_cassette):
+    clock = ManualClock(datetime(2024, 6, 1, 12, 10, tzinfo=UTC))
+    with pytest.raises(AuthenticationError) as info:
+        provider(clock).history(["DE"], clock.now() - 72 * HOUR, clock.now())
+    assert str(info.value) == (
+        "electricitymaps: this key may not read carbon-intensity/past-range for DE: its "
+        "/zones entry lists carbon-intensity latest, history, forecast (and 76 other routes); "
+        "/carbon-intensity/history reaches back to 2024-05-31T13:00Z only"
+    )
+    assert vcr_cassette.play_count == 1  # /zones only
+
+
+@pytest.mark.handmade
+@pytest.mark.vcr("route_refused")
+def test_a_route_the_api_refuses_is_the_plan_not_the_key(vcr_cassette):
+    clock = ManualClock(datetime(2024, 6, 1, 12, 10, tzinfo=UTC))
+    with pytest.raises(AuthenticationError) as info:
+        provider(clock).history(
+            ["DE"], datetime(2024, 5, 29, tzinfo=UTC), datetime(2024, 5, 30, tzinfo=UTC)
+        )
+    message = str(info.value)
+    assert (
+        "-> 401: this key's plan does not cover the request (Request unauthorized for " in message
+    )
+    assert "(You do not have access to this specific endpoint for this specific zone)" in message
+    assert TOKEN_ENV not in message and info.value.status_code == 401
+    assert vcr_cassette.play_count == 2  # not retried
 
 
 @pytest.mark.handmade
@@ -323,9 +413,24 @@ def test_cli_forecast(run, vcr_cassette):
     )
     assert code == 0, err
     payload = json.loads(out)
-    items = body(vcr_cassette, "/forecast")["forecast"]
+    items = forecast_items(vcr_cassette)
     assert payload["is_forecast"] is True
-    assert [r["value"] for r in payload["data"]["DE"]] == [i["carbonIntensity"] for i in items[:6]]
+    assert [r["value"] for r in payload["data"]["DE"]] == [
+        items[when(r["start"])]["carbonIntensity"] for r in payload["data"]["DE"]
+    ]
+    assert len(payload["data"]["DE"]) == 6
+
+
+@pytest.mark.vcr("zones")
+def test_cli_latest_without_zones_asks_none_of_many(run, vcr_cassette):
+    reachable = intensity_zones(vcr_cassette)
+    if len(reachable) <= MAX_DEFAULT_ZONES:
+        pytest.skip("this key reads few zones: latest asks them all")
+    code, out, err = run("latest", "-p", "electricitymaps")
+    assert code != 0 and out == "" and "Traceback" not in err
+    assert f"this key reads carbon intensity for {len(reachable)} zones" in err
+    assert "LOWCARB_ELECTRICITYMAPS_ZONES" in err
+    assert vcr_cassette.play_count == 1  # /zones only, not one request per zone
 
 
 @pytest.mark.vcr("zones")
