@@ -17,8 +17,8 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb.cli import main
 from lowcarb.backends._carbonaware import CarbonAwareSDKProvider
+from lowcarb.cli import main
 from lowcarb.exceptions import (
     AuthenticationError,
     NoDataError,

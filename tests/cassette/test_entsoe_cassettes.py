@@ -21,9 +21,9 @@ from entsoe.mappings import PSRTYPE_MAPPINGS
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb.cli import main
 from lowcarb.backends._entsoe import EntsoeProvider
 from lowcarb.backends._entsoe_factors import factor_for
+from lowcarb.cli import main
 from lowcarb.exceptions import (
     AuthenticationError,
     NoDataError,

@@ -16,8 +16,8 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb.cli import main
 from lowcarb.backends import UKCarbonIntensityProvider
+from lowcarb.cli import main
 from lowcarb.exceptions import (
     NoDataError,
     ProviderUnavailableError,

@@ -18,9 +18,9 @@ import pytest
 from vcr.cassette import Cassette
 
 from lowcarb import ManualClock
-from lowcarb.cli import main
 from lowcarb._time import floor_time
 from lowcarb.backends._watttime import WattTimeProvider
+from lowcarb.cli import main
 from lowcarb.exceptions import (
     AuthenticationError,
     NoDataError,
