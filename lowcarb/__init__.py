@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any as _Any
 
-from lowcarb._accounting import RunSummary, jain_index, summarize
+from lowcarb._accounting import EmbodiedCarbon, RunSummary, jain_index, summarize
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
@@ -129,6 +129,7 @@ __all__ = [
     "Credential",
     "DataValidationError",
     "Decision",
+    "EmbodiedCarbon",
     "EmissionBasis",
     "EnergyModel",
     "EngineSpec",
