@@ -109,7 +109,7 @@ def worker(variant: str, nodes: int, rounds: int, per_round: int) -> dict:
                 "nodes-per-round": per_round,
                 "policy": variant,
             }
-            outcome = run(grid, config)
+            outcome = run(grid, context, config)
             counts = Counter(n for r in outcome.selected for n in r)
             values = [counts.get(n, 0) for n in outcome.zones]
             out.update(

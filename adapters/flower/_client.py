@@ -12,10 +12,12 @@ from lowcarb.exceptions import InvalidInputError
 
 __all__ = [
     "ENERGY_METRIC",
+    "ZONES_KEY",
     "ZONE_ACTION",
     "ZONE_RECORD",
     "answer_zone_query",
     "energy_from_tracker",
+    "zone_from_config",
 ]
 
 #: The query action the strategy sends (``message_type="query.lowcarb_zone"``).
@@ -25,8 +27,28 @@ ZONE_RECORD = "lowcarb"
 #: Key of the optional measured energy of a client's round (kWh) in its train reply's
 #: MetricRecord; when present it replaces the engine's energy model for that client.
 ENERGY_METRIC = "energy-kwh"
+#: Run-config key (``[tool.flwr.app.config]``) listing zones for simulated nodes, comma
+#: separated: node ``partition-id`` i gets zone i modulo the list's length.
+ZONES_KEY = "lowcarb.zones"
 
 ZoneSource = str | Callable[[Context], str | None] | None
+
+
+def zone_from_config(context: Context, key: str = "zone") -> str | None:
+    """A node's zone from Flower's configuration, or None when it has none.
+
+    ``node_config[key]`` first (a SuperNode's ``--node-config 'zone="DE"'``); else, for a
+    node with a ``partition-id`` (every simulated node), the run config's
+    :data:`ZONES_KEY` list indexed by it.
+    """
+    if key in context.node_config:
+        return str(context.node_config[key])
+    zones = [z.strip() for z in str(context.run_config.get(ZONES_KEY, "")).split(",")]
+    zones = [z for z in zones if z]
+    partition = context.node_config.get("partition-id")
+    if not zones or isinstance(partition, bool) or not isinstance(partition, int | float):
+        return None
+    return zones[int(partition) % len(zones)]
 
 
 def answer_zone_query(app: ClientApp, zone: ZoneSource = None, *, key: str = "zone") -> None:
@@ -35,13 +57,14 @@ def answer_zone_query(app: ClientApp, zone: ZoneSource = None, *, key: str = "zo
     Args:
         app: The ClientApp to extend.
         zone: A zone id, ``LAT,LON`` or cloud region; a function of the node's Context
-            returning one (or None when unknown); or None to read ``node_config[key]``,
-            e.g. from ``flower-supernode --node-config 'zone="DE"'``.
+            returning one (or None when unknown); or None for :func:`zone_from_config`:
+            ``--node-config 'zone="DE"'`` in a deployment, the run config's
+            ``lowcarb.zones`` by partition id in a simulation.
         key: The node_config key read when ``zone`` is None.
 
     Example:
         >>> app = ClientApp()
-        >>> answer_zone_query(app)  # zone from --node-config 'zone="DE"'
+        >>> answer_zone_query(app)  # zone from node_config or the run config
     """
 
     def reply(msg: Message, context: Context) -> Message:
@@ -49,7 +72,7 @@ def answer_zone_query(app: ClientApp, zone: ZoneSource = None, *, key: str = "zo
         if callable(zone):
             value = zone(context)
         elif zone is None:
-            value = context.node_config.get(key)
+            value = zone_from_config(context, key)
         else:
             value = zone
         # An empty record means "unknown": the server then applies the engine's

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
+from types import FrameType
 
 from flwr.common import GetPropertiesIns
 from flwr.server import SimpleClientManager
@@ -26,10 +28,11 @@ class CarbonAwareClientManager(SimpleClientManager):
     """A ``SimpleClientManager`` whose ``sample`` asks the lowcarb engine.
 
     Clients tell their zone from ``get_properties`` (key ``zone``: a zone id, ``LAT,LON``
-    or cloud region), asked once per client. Every ``sample`` call is one engine round
-    (the legacy strategies sample for evaluation too: use ``fraction_evaluate=0`` with a
-    server-side ``evaluate_fn`` to keep rounds one-to-one). The previous round is
-    recorded in the ledger when the next one is sampled, or by :meth:`close_round`.
+    or cloud region), asked once per client. A ``sample`` call from a strategy's
+    ``configure_fit`` is one engine round; the other calls (the server's request for
+    initial parameters, ``configure_evaluate``) sample at random, as Flower's
+    ``SimpleClientManager`` does, and are not rounds. The previous round is recorded in
+    the ledger when the next one is sampled, or by :meth:`close_round`.
 
     Args:
         engine: The selection engine.
@@ -102,9 +105,12 @@ class CarbonAwareClientManager(SimpleClientManager):
     ) -> list[ClientProxy]:
         """Pick ``num_clients`` clients through the engine (waits for the minimum first).
 
-        Clients whose zone an ``unknown_zone="error"`` engine rejects are left out of
-        the round, which may then have fewer clients.
+        Only training samples go through the engine (see the class docstring). Clients
+        whose zone an ``unknown_zone="error"`` engine rejects are left out of the round,
+        which may then have fewer clients.
         """
+        if not _called_from_configure_fit():
+            return super().sample(num_clients, min_num_clients, criterion)
         self.wait_for(num_clients if min_num_clients is None else min_num_clients)
         if num_clients < 1:
             return []
@@ -137,3 +143,22 @@ class CarbonAwareClientManager(SimpleClientManager):
         _log.info("lowcarb: round %d: %s", decision.round, decision.reason)
         by_id = {p.cid: p for p in proxies}
         return [by_id[cid] for cid in decision.selected]
+
+
+def _called_from_configure_fit(depth: int = 8) -> bool:
+    """Whether the running ``sample`` serves a strategy's ``configure_fit``.
+
+    The legacy ``Server`` asks the same ``sample`` for training, evaluation and the
+    initial parameters and says nothing of which; only the caller tells them apart.
+    """
+    frame: FrameType | None = sys._getframe(2)  # the caller of sample()
+    for _ in range(depth):
+        if frame is None:
+            return False
+        name = frame.f_code.co_name
+        if name == "configure_fit":
+            return True
+        if name in ("configure_evaluate", "_get_initial_parameters", "initialize_parameters"):
+            return False
+        frame = frame.f_back
+    return False

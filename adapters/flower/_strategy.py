@@ -5,24 +5,24 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Literal
+from pathlib import Path
+from typing import Literal
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import Strategy
 
 from lowcarb import Client, Decision, ManualClock, SelectionEngine
-from lowcarb.adapters.flower._client import ENERGY_METRIC
-from lowcarb.adapters.flower._grid import SelectedGrid
+from lowcarb.adapters.flower._client import ENERGY_METRIC, ZONES_KEY
 from lowcarb.adapters.flower._zones import ZoneDirectory, ZoneMap
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 
 __all__ = [
     "CarbonAwareStrategy",
     "EvaluationMode",
+    "readdress",
     "sampling_strategy",
     "select_placed",
     "wait_for_slot",
@@ -30,21 +30,21 @@ __all__ = [
 
 _log = logging.getLogger("flwr.lowcarb")
 
-EvaluationMode = Literal["all", "train", "carbon"]
-_MODES = ("all", "train", "carbon")
+EvaluationMode = Literal["inner", "train", "carbon"]
+_MODES = ("inner", "train", "carbon")
 # A plan pauses only until its next slot; more pauses than this in one round means the
 # clock does not move (e.g. a ManualClock nobody advances), not a real plan.
 _MAX_PAUSES = 10_000
-#: Said when no candidate has a zone the engine can cost (e.g. a simulation whose nodes
-#: have no ``zone`` in their node_config): the round goes on without lowcarb.
+#: Said when no candidate has a zone the engine can cost: the round goes on without lowcarb.
 NO_ZONE_HINT = (
-    "give nodes a zone: flower-supernode --node-config 'zone=\"DE\"', "
-    "answer_zone_query(app, fn) in simulation, or a server-side zones= mapping"
+    "give nodes a zone: in a deployment flower-supernode --node-config 'zone=\"DE\"'; in "
+    f'simulation {ZONES_KEY} = "DE,FR,PL" in [tool.flwr.app.config] (zones by '
+    "partition-id); answer_zone_query(app) on the ClientApp reads either"
 )
 
 
 def sampling_strategy(strategy: Strategy) -> Strategy:
-    """The strategy whose sampling knobs count.
+    """The strategy whose sampling settings count (read, never changed).
 
     Wrappers such as Flower's differential-privacy strategies hold the strategy that
     samples in ``.strategy`` and have no ``fraction_train`` of their own.
@@ -57,16 +57,27 @@ def sampling_strategy(strategy: Strategy) -> Strategy:
 
 
 def select_placed(engine: SelectionEngine, candidates: list[Client], k: int) -> Decision:
-    """``engine.select``, leaving out nodes an ``unknown_zone="error"`` engine rejects."""
-    try:
-        return engine.select(candidates, k)
-    except UnknownZoneError as exc:
-        # Leave the unplaced nodes out of this round rather than stopping the training.
-        placed = [c for c in candidates if c.zone != exc.zone]
-        _log.warning("lowcarb: %s; leaving its nodes out", exc)
-        if not placed:
-            raise
-        return select_placed(engine, placed, min(k, len(placed)))
+    """``engine.select``, leaving out nodes an ``unknown_zone="error"`` engine rejects.
+
+    The nodes left out are registered with the engine, so that the run's fairness
+    summary counts them as never selected.
+    """
+    left_out: list[Client] = []
+    while True:
+        try:
+            decision = engine.select(candidates, min(k, len(candidates)))
+        except UnknownZoneError as exc:
+            placed = [c for c in candidates if engine.provider.canonical(c.zone) != exc.zone]
+            if not placed or len(placed) == len(candidates):
+                raise
+            # Leave the unplaced nodes out of this round rather than stopping the training.
+            _log.warning("lowcarb: %s; leaving its nodes out", exc)
+            left_out += [c for c in candidates if c not in placed]
+            candidates = placed
+            continue
+        if left_out:
+            engine.register(left_out)
+        return decision
 
 
 def wait_for_slot(engine: SelectionEngine, decision: Decision) -> None:
@@ -87,53 +98,61 @@ def wait_for_slot(engine: SelectionEngine, decision: Decision) -> None:
     engine.clock.sleep(seconds)
 
 
-@contextmanager
-def _exact_sampling(inner: Strategy, phase: str, k: int) -> Iterator[None]:
-    """Make a FedAvg-family inner strategy take all ``k`` nodes it is shown.
+def readdress(messages: list[Message], nodes: list[int]) -> list[Message] | None:
+    """The instructions in ``messages`` addressed to ``nodes`` instead.
 
-    The inner strategy keeps its own message building and aggregation; only its
-    sampling knobs (fraction, minimum nodes) are set for the duration of one call, then
-    restored, so that its ``sample_nodes`` neither subsamples nor waits.
+    Built-in strategies send every node the same content; a message already addressed
+    to one of ``nodes`` is kept as it is. None when the contents differ between nodes
+    (a strategy that instructs each node differently), which cannot be moved.
     """
-    knobs = {
-        f"fraction_{phase}": 1.0,
-        f"min_{phase}_nodes": k,
-        "min_available_nodes": k,
-    }
-    saved = {name: getattr(inner, name) for name in knobs if hasattr(inner, name)}
-    try:
-        for name in saved:
-            setattr(inner, name, knobs[name])
-        yield
-    finally:
-        for name, value in saved.items():
-            setattr(inner, name, value)
+    if not messages:
+        return []
+    first = messages[0]
+    if any(m.content is not first.content and m.content != first.content for m in messages):
+        return None
+    kept = {m.metadata.dst_node_id: m for m in messages if m.metadata.dst_node_id in set(nodes)}
+    return [
+        kept[node]
+        if node in kept
+        else Message(
+            first.content,
+            dst_node_id=node,
+            message_type=first.metadata.message_type,
+            ttl=first.metadata.ttl,
+            group_id=first.metadata.group_id or None,
+        )
+        for node in nodes
+    ]
+
+
+def _destinations(messages: list[Message]) -> list[int]:
+    return list(dict.fromkeys(m.metadata.dst_node_id for m in messages))
 
 
 class CarbonAwareStrategy(Strategy):
-    """Runs any Flower strategy on the nodes lowcarb selects.
+    """Runs any Flower strategy, letting lowcarb choose which nodes train.
 
-    Each training round the wrapper waits (once) for the expected nodes, learns the zone
-    of new nodes, asks the engine which nodes train (and whether to wait first), then
-    lets the inner strategy build the train messages for exactly those nodes and
-    aggregate their replies. After the round it records the round in the engine's
-    ledger and adds the carbon figures to the round's train metrics.
-
-    How many nodes train: ``per_round``, else the inner strategy's own rule,
-    ``max(int(n * fraction_train), min_train_nodes)`` over the ``n`` connected nodes.
+    The inner strategy keeps every decision Flower gives it: it waits for its
+    ``min_available_nodes``, decides how many nodes train (``fraction_train``,
+    ``min_train_nodes``; ``fraction_train=0`` trains nobody), builds the messages and
+    aggregates the replies. lowcarb only chooses *which* nodes receive the training
+    instructions, among the connected ones, and may wait for a greener slot. After the
+    round it books the nodes that trained (a node that failed keeps its fair share) in
+    the engine's ledger and adds the carbon figures to the round's train metrics.
 
     Args:
-        strategy: The inner strategy (FedAvg, FedProx, FedAdam, ...), unchanged.
-        engine: The selection engine (policy, provider, ledger, clock).
-        per_round: Nodes per training round (default: the inner strategy's rule).
-        evaluation: Who evaluates: ``train`` (this round's training nodes), ``all``
-            (every connected node) or ``carbon`` (a separate carbon-aware selection
-            sized by the inner strategy's ``fraction_evaluate``/``min_evaluate_nodes``).
-            An inner ``fraction_evaluate`` of 0 turns client evaluation off.
-        min_nodes: Nodes to wait for before the first selection (default: the inner
-            strategy's ``min_available_nodes``).
-        node_timeout: Longest wait for ``min_nodes`` (s); then the run goes on with the
-            nodes connected, and says so.
+        strategy: The inner strategy (FedAvg, FedProx, FedXgbBagging, a DP wrapper, ...),
+            unchanged.
+        engine: The selection engine; :func:`engine_for_run` builds one from the Flower
+            run's config.
+        evaluation: Who evaluates: ``inner`` (the inner strategy's own sampling),
+            ``train`` (the nodes that trained this round) or ``carbon`` (a carbon-aware
+            choice of as many nodes as the inner strategy samples). An inner strategy
+            that evaluates nobody turns client evaluation off in every mode.
+        min_nodes: Nodes to wait for before the first round, so that its count sees the
+            whole federation (default: the inner strategy's ``min_available_nodes``).
+        node_timeout: Longest wait for ``min_nodes`` (s); then the inner strategy's own
+            waiting rule applies.
         zones: Server-side ``node_id -> zone`` mapping or function.
         query_zones: Ask new nodes for their zone (see :func:`answer_zone_query`).
         use_location: Use the SuperNodes' registered ``lat,lon`` locations.
@@ -143,8 +162,9 @@ class CarbonAwareStrategy(Strategy):
         poll_interval: Seconds between checks while waiting for nodes.
 
     Example:
-        >>> engine = SelectionEngine(rounds=10)  # doctest: +SKIP
-        >>> strategy = CarbonAwareStrategy(FedAvg(fraction_train=0.1), engine)  # doctest: +SKIP
+        >>> strategy = CarbonAwareStrategy(
+        ...     FedAvg(fraction_train=0.1), engine_for_run(context, grid, rounds=10)
+        ... )  # doctest: +SKIP
         >>> strategy.start(grid=grid, initial_arrays=arrays, num_rounds=10)  # doctest: +SKIP
     """
 
@@ -153,8 +173,7 @@ class CarbonAwareStrategy(Strategy):
         strategy: Strategy,
         engine: SelectionEngine,
         *,
-        per_round: int | None = None,
-        evaluation: EvaluationMode = "train",
+        evaluation: EvaluationMode = "inner",
         min_nodes: int | None = None,
         node_timeout: float = 600.0,
         zones: ZoneMap | None = None,
@@ -168,8 +187,6 @@ class CarbonAwareStrategy(Strategy):
             raise InvalidInputError(f"strategy must be a Flower Strategy, got {strategy!r}")
         if not isinstance(engine, SelectionEngine):
             raise InvalidInputError(f"engine must be a SelectionEngine, got {engine!r}")
-        if per_round is not None and (not isinstance(per_round, int) or per_round < 1):
-            raise InvalidInputError(f"per_round must be a positive integer, got {per_round!r}")
         if evaluation not in _MODES:
             raise InvalidInputError(f"evaluation={evaluation!r}: use one of {', '.join(_MODES)}")
         if min_nodes is not None and (not isinstance(min_nodes, int) or min_nodes < 1):
@@ -184,19 +201,17 @@ class CarbonAwareStrategy(Strategy):
                 f"this engine runs on {engine.clock!r}"
             )
         self.strategy = strategy
-        # The strategy that samples (below Flower's DP wrappers, for example).
-        self._sampler = sampling_strategy(strategy)
         self.engine = engine
-        self.per_round = per_round
         self.evaluation: EvaluationMode = evaluation
-        self.min_nodes = min_nodes or int(getattr(self._sampler, "min_available_nodes", 1))
+        sampler = sampling_strategy(strategy)
+        self.min_nodes = min_nodes or int(getattr(sampler, "min_available_nodes", 1))
         self.node_timeout = float(node_timeout)
         self.simulated_time = (
             isinstance(engine.clock, ManualClock) if simulated_time is None else simulated_time
         )
         self.poll_interval = float(poll_interval)
         self.zones = ZoneDirectory(
-            self._resolve,
+            lambda text: engine.provider.resolve(text).zone,
             zones=zones,
             query=query_zones,
             use_location=use_location,
@@ -204,158 +219,176 @@ class CarbonAwareStrategy(Strategy):
         )
         self.decisions: list[Decision] = []
         self._waited = False
+        self._noted: set[str] = set()
         self._current: Decision | None = None
         self._trained: list[int] = []
         self._evaluator: SelectionEngine | None = None
 
+    def __repr__(self) -> str:
+        return (
+            f"CarbonAwareStrategy({type(self.strategy).__name__}, "
+            f"policy={self.engine.policy_name!r}, evaluation={self.evaluation!r})"
+        )
+
+    def _once(self, key: str, level: int, message: str, *args: object) -> None:
+        if key not in self._noted:
+            self._noted.add(key)
+            _log.log(level, message, *args)
+
     # --- selection -----------------------------------------------------------------
 
-    def _resolve(self, text: str) -> str:
-        return self.engine.provider.resolve(text).zone
-
-    def _node_ids(self, grid: Grid) -> list[int]:
-        nodes = list(grid.get_node_ids())
+    def _wait_for_nodes(self, grid: Grid) -> None:
+        # Flower's FedAvg counts whoever has connected when round 1 starts (it can train
+        # 2 "out of 20"); wait once for the expected population so the count sees it.
         if self._waited:
-            return nodes
+            return
         self._waited = True
-        # Flower's FedAvg samples from whoever has connected when round 1 starts; wait
-        # for the expected population so that the first selection sees all of it.
         deadline = time.monotonic() + self.node_timeout
+        nodes = list(grid.get_node_ids())
         while len(nodes) < self.min_nodes and time.monotonic() < deadline:
             _log.info("lowcarb: waiting for nodes: %d of %d connected", len(nodes), self.min_nodes)
             time.sleep(self.poll_interval)
             nodes = list(grid.get_node_ids())
         if len(nodes) < self.min_nodes:
             _log.warning(
-                "lowcarb: only %d of %d nodes connected after %.0f s; selecting among them",
+                "lowcarb: only %d of %d nodes connected after %.0f s; the inner strategy's "
+                "own waiting rule applies",
                 len(nodes),
                 self.min_nodes,
                 self.node_timeout,
             )
-        return nodes
-
-    def _size(self, phase: str, available: int) -> int:
-        if phase == "train" and self.per_round is not None:
-            wanted = self.per_round
-        else:
-            fraction = float(getattr(self._sampler, f"fraction_{phase}", 1.0))
-            floor = int(getattr(self._sampler, f"min_{phase}_nodes", 1))
-            wanted = max(int(available * fraction), floor, 1)
-        return min(wanted, available)
 
     def _candidates(self, grid: Grid, nodes: list[int]) -> list[Client]:
         zones = self.zones.lookup(grid, nodes)
         return [Client(str(node), zones[node]) for node in nodes]
 
-    def _decide(self, grid: Grid, nodes: list[int]) -> Decision | None:
-        """This round's decision, after any planned wait; None when no node is left."""
+    def _decide(self, grid: Grid, k: int) -> Decision | None:
+        """This round's decision for ``k`` nodes, after any planned wait."""
         for _ in range(_MAX_PAUSES):
-            candidates = self._candidates(grid, nodes)
-            decision = select_placed(self.engine, candidates, self._size("train", len(nodes)))
-            if decision.run_now:
-                return decision
-            wait_for_slot(self.engine, decision)
-            # Nodes may have come or gone during the wait: decide again among those here.
+            # Nodes may come or go, during a planned wait too: decide among those here.
             nodes = list(grid.get_node_ids())
             if not nodes:
                 return None
+            decision = select_placed(self.engine, self._candidates(grid, nodes), k)
+            if decision.run_now:
+                self._note_scope(k, len(nodes))
+                return decision
+            wait_for_slot(self.engine, decision)
         raise InvalidInputError("the engine keeps pausing but its clock does not move")
+
+    def _note_scope(self, k: int, n: int) -> None:
+        """Say once when the inner strategy's settings leave lowcarb little to choose."""
+        if k >= n:
+            self._once(
+                "all",
+                logging.WARNING,
+                "lowcarb: the inner strategy trains all %d connected nodes every round "
+                "(fraction_train=1.0, Flower's default, or min_train_nodes >= nodes): "
+                "lowcarb cannot choose which nodes train and saves nothing; it records the "
+                "carbon. Lower fraction_train to let it choose.",
+                n,
+            )
+        elif self.engine.rounds and (self.engine.rounds * k) % n == 0:
+            self._once(
+                "even",
+                logging.INFO,
+                "lowcarb: %d rounds x %d nodes share evenly among %d nodes (%d rounds "
+                "each): every node trains its share, so lowcarb saves only by choosing "
+                "when each node trains",
+                self.engine.rounds,
+                k,
+                n,
+                self.engine.rounds * k // n,
+            )
+
+    def _unmanaged(self, server_round: int, messages: list[Message], why: str) -> list[Message]:
+        _log.warning(
+            "lowcarb: round %d: %s; the inner strategy's own choice stands and lowcarb "
+            "records nothing",
+            server_round,
+            why,
+        )
+        return messages
 
     # --- Strategy interface ----------------------------------------------------------
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Select this round's nodes, then let the inner strategy configure them."""
-        nodes = self._node_ids(grid)
-        self._current, self._trained = None, []
-        try:
-            decision = self._decide(grid, nodes) if nodes else None
-        except UnknownZoneError as exc:
-            # No node can be costed, so there is nothing to choose by: train as if
-            # lowcarb were not there rather than stopping the run.
-            _log.warning(
-                "lowcarb: round %d: %s; the inner strategy samples this round itself and "
-                "lowcarb records nothing; %s",
-                server_round,
-                exc,
-                NO_ZONE_HINT,
-            )
-            messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
-            self._trained = [m.metadata.dst_node_id for m in messages]
+        """Let the inner strategy configure the round, then send it to lowcarb's choice."""
+        self._wait_for_nodes(grid)
+        self._current = None
+        messages = list(self.strategy.configure_train(server_round, arrays, config, grid))
+        wanted = len(_destinations(messages))
+        if not wanted:
+            # The inner strategy trains nobody (e.g. fraction_train=0): neither does lowcarb.
             return messages
-        self._current = decision
+        if readdress(messages, []) is None:
+            return self._unmanaged(
+                server_round, messages, "the inner strategy instructs each node differently"
+            )
+        try:
+            decision = self._decide(grid, wanted)
+        except UnknownZoneError as exc:
+            return self._unmanaged(server_round, messages, f"{exc}; {NO_ZONE_HINT}")
         if decision is None:
             _log.warning("lowcarb: no nodes connected; round %d trains nobody", server_round)
             return []
+        self._current = decision
         self.decisions.append(decision)
         chosen = [int(i) for i in decision.selected]
         _log.info(
-            "lowcarb: round %d trains %d of %d nodes (%.1f g expected vs %.1f g random): %s",
+            "lowcarb: round %d trains %d nodes (%.1f g expected vs %.1f g random): %s",
             server_round,
             len(chosen),
-            len(nodes),
             decision.expected_emissions_g,
             decision.random_expected_g,
             decision.reason,
         )
-        with _exact_sampling(self._sampler, "train", len(chosen)):
-            messages = list(
-                self.strategy.configure_train(
-                    server_round, arrays, config, SelectedGrid(grid, chosen)
-                )
-            )
-        self._trained = chosen
-        configured = {m.metadata.dst_node_id for m in messages}
-        if configured != set(chosen):
-            _log.warning(
-                "lowcarb: the inner strategy configured %d of the %d selected nodes in "
-                "round %d; the ledger counts the selection",
-                len(configured & set(chosen)),
-                len(chosen),
-                server_round,
-            )
-        return messages
+        return readdress(messages, chosen) or []
 
     def aggregate_train(
         self, server_round: int, replies: Iterable[Message]
     ) -> tuple[ArrayRecord | None, MetricRecord | None]:
-        """Aggregate with the inner strategy; record the round's carbon."""
+        """Aggregate with the inner strategy; book the nodes that trained."""
         replies = list(replies)
         arrays, metrics = self.strategy.aggregate_train(server_round, replies)
+        self._trained = [r.metadata.src_node_id for r in replies if not r.has_error()]
         decision, self._current = self._current, None
         if decision is None:
             return arrays, metrics
-        carbon = self._finish(decision, replies, metrics)
         merged = MetricRecord(dict(metrics) if metrics is not None else {})
-        for key, value in carbon.items():
+        for key, value in self._finish(decision, replies, metrics).items():
             merged[key] = value
         return arrays, merged
 
-    def _finish(
-        self, decision: Decision, replies: list[Message], metrics: MetricRecord | None
-    ) -> dict[str, int | float]:
+    def _measured(self, replies: list[Message]) -> dict[str, float]:
         measured: dict[str, float] = {}
         for reply in replies:
-            if reply.has_error():
-                continue
-            node = reply.metadata.src_node_id
-            for metric_record in reply.content.metric_records.values():
-                value = metric_record.get(ENERGY_METRIC)
+            for record in reply.content.metric_records.values():
+                value = record.get(ENERGY_METRIC)
                 if value is None:
                     continue
                 if isinstance(value, int | float) and math.isfinite(value) and value >= 0:
-                    measured[str(node)] = float(value)
+                    measured[str(reply.metadata.src_node_id)] = float(value)
                 else:
                     # A bad report must not stop the training: the model stands in.
                     _log.warning(
                         "lowcarb: node %s reported %s=%r, not a finite number >= 0 kWh; "
                         "its energy comes from the engine's model",
-                        node,
+                        reply.metadata.src_node_id,
                         ENERGY_METRIC,
                         value,
                     )
-        measured = {cid: kwh for cid, kwh in measured.items() if cid in decision.selected}
+        return measured
+
+    def _finish(
+        self, decision: Decision, replies: list[Message], metrics: MetricRecord | None
+    ) -> dict[str, int | float]:
+        selected = set(decision.selected)
+        ok = [r for r in replies if not r.has_error() and str(r.metadata.src_node_id) in selected]
+        trained = [str(r.metadata.src_node_id) for r in ok]
+        measured = self._measured(ok)
         clock = self.engine.clock
         if self.simulated_time and isinstance(clock, ManualClock):
             # Simulated time: the round "lasts" its modelled duration, so the actual
@@ -366,54 +399,82 @@ class CarbonAwareStrategy(Strategy):
             for k, v in (metrics or {}).items()
             if isinstance(v, int | float) and math.isfinite(v)
         }
-        record = self.engine.complete(decision, energy_kwh=measured or None, metrics=scalars)
+        record = self.engine.complete(
+            decision, trained=trained, energy_kwh=measured or None, metrics=scalars
+        )
         if self.simulated_time and isinstance(clock, ManualClock):
             clock.set(max(clock.now(), decision.start + self.engine.round_interval))
-        random_g = record.random_g
+        modelled = [c for c in record.clients if c.energy_source != "measured"]
+        modelled_kwh = sum(c.energy_kwh for c in modelled)
+        total_kwh = record.energy_kwh
+        failed = len(selected) - len(trained)
+        self._log_round(decision.round, len(trained), failed, record.emissions_g, len(modelled))
         out: dict[str, int | float] = {
             "lowcarb-emissions-g": record.emissions_g,
             "lowcarb-energy-kwh": record.energy_kwh,
-            "lowcarb-nodes": len(decision.selected),
-            "lowcarb-measured-nodes": len(measured),
+            "lowcarb-nodes": len(trained),
+            "lowcarb-failed-nodes": failed,
+            "lowcarb-measured-nodes": len(record.clients) - len(modelled),
+            "lowcarb-modelled-nodes": len(modelled),
+            "lowcarb-modelled-share": modelled_kwh / total_kwh if total_kwh else 0.0,
         }
-        if random_g is not None:
-            out["lowcarb-random-g"] = float(random_g)
+        if record.random_g is not None:
+            out["lowcarb-random-g"] = float(record.random_g)
         return out
+
+    def _log_round(
+        self, number: int, trained: int, failed: int, grams: float, modelled: int
+    ) -> None:
+        energy = (
+            "measured by every node"
+            if not modelled
+            else f"modelled for {modelled} of {trained} nodes by the engine's EnergyModel"
+        )
+        _log.info(
+            "lowcarb: round %d booked %d nodes%s: %.1f g CO2eq; energy %s",
+            number,
+            trained,
+            f" ({failed} selected nodes did not train and keep their share)" if failed else "",
+            grams,
+            energy,
+        )
+        if modelled:
+            self._once(
+                "modelled",
+                logging.WARNING,
+                "lowcarb: nodes report no %r in their train metrics, so their energy and "
+                "the carbon figures are modelled (%.3f kWh a node-round), not measured; "
+                "see 'Energy and carbon records' in docs/flower.md",
+                ENERGY_METRIC,
+                self.engine.energy.energy_kwh(),
+            )
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        """Pick the evaluating nodes by the evaluation mode; the inner strategy builds."""
-        if float(getattr(self._sampler, "fraction_evaluate", 1.0)) == 0.0:
-            return []
+        """The inner strategy's evaluation, sent where the evaluation mode says."""
+        messages = list(self.strategy.configure_evaluate(server_round, arrays, config, grid))
+        if self.evaluation == "inner" or not messages:
+            return messages
         if self.evaluation == "train":
             nodes = list(self._trained)
         else:
-            nodes = self._node_ids(grid)
-            if self.evaluation == "carbon" and nodes:
-                candidates = self._candidates(grid, nodes)
-                try:
-                    pick = select_placed(
-                        self._evaluation_engine(), candidates, self._size("evaluate", len(nodes))
-                    )
-                except UnknownZoneError as exc:
-                    _log.warning(
-                        "lowcarb: round %d: %s; the inner strategy samples the evaluation",
-                        server_round,
-                        exc,
-                    )
-                    return list(
-                        self.strategy.configure_evaluate(server_round, arrays, config, grid)
-                    )
-                nodes = [int(i) for i in pick.selected]
-        if not nodes:
-            return []
-        with _exact_sampling(self._sampler, "evaluate", len(nodes)):
-            return list(
-                self.strategy.configure_evaluate(
-                    server_round, arrays, config, SelectedGrid(grid, nodes)
+            nodes = list(grid.get_node_ids())
+            try:
+                pick = select_placed(
+                    self._evaluation_engine(),
+                    self._candidates(grid, nodes),
+                    len(_destinations(messages)),
                 )
+            except UnknownZoneError as exc:
+                return self._unmanaged(server_round, messages, f"evaluation: {exc}")
+            nodes = [int(i) for i in pick.selected]
+        moved = readdress(messages, nodes)
+        if moved is None:
+            return self._unmanaged(
+                server_round, messages, "the inner strategy evaluates each node differently"
             )
+        return moved
 
     def _evaluation_engine(self) -> SelectionEngine:
         # Evaluation has its own fair shares and ledger run, so that it never shifts
@@ -435,28 +496,46 @@ class CarbonAwareStrategy(Strategy):
         return self.strategy.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:
-        """Log the inner strategy's summary and lowcarb's settings."""
+        """Log the inner strategy's summary, then lowcarb's settings and where they came from."""
         self.strategy.summary()
+        engine = self.engine
+        _log.info("lowcarb: %s", describe(engine))
         _log.info(
             "lowcarb: %s policy, evaluation=%s, waiting for %d nodes, %s time",
-            self.engine.policy_name,
+            engine.policy_name,
             self.evaluation,
             self.min_nodes,
             "simulated" if self.simulated_time else "real",
         )
-        if self.engine.rounds_done:
-            # A ledger file shared by several Flower runs under one run_id makes them one
-            # training: fair shares and the plan carry over. Say so, it may be unintended.
+        if engine.rounds_done:
             _log.warning(
                 "lowcarb: ledger run %r already holds %d rounds; this training continues "
-                "it (pass SelectionEngine(run_id=...) to start a new one)",
-                self.engine.run_id,
-                self.engine.rounds_done,
+                "it (its fair shares and plan carry over)",
+                engine.run_id,
+                engine.rounds_done,
             )
 
-    def __getattr__(self, name: str) -> Any:
-        # Attributes the runtime or user code reads on the inner strategy (e.g.
-        # weighted_by_key) stay reachable through the wrapper.
-        if name == "strategy":
-            raise AttributeError(name)
-        return getattr(self.strategy, name)
+
+def describe(engine: SelectionEngine) -> str:
+    """Which provider chain, ledger and run are in force, and where each came from."""
+    settings = engine.spec.settings
+    sources = dict(settings.sources) if settings is not None else {}
+
+    def origin(key: str) -> str:
+        if settings is None:
+            return "given in code"
+        return sources.get(key, "default")
+
+    members = " > ".join(m.name for m in engine.provider.members)
+    path = engine.ledger.path
+    configured = engine.spec.ledger
+    # A Ledger handed to the engine overrides the configured one.
+    given = (configured is None) != (path == ":memory:") or (
+        configured is not None and Path(path) != configured
+    )
+    return (
+        f"provider chain {members} (provider from {origin('provider')}, fallback from "
+        f"{origin('fallback')}); ledger {path if path != ':memory:' else 'in memory'} "
+        f"(from {'code' if given else origin('ledger')}); run {engine.run_id!r} "
+        f"({'continued' if engine.resumed else 'new'})"
+    )

@@ -46,7 +46,7 @@ def simulate(nodes: int, rounds: int, policy: str, per_round: int = 10, cpus: in
             "nodes-per-round": min(per_round, nodes),
             "policy": policy,
         }
-        outcomes.append(run(grid, config))
+        outcomes.append(run(grid, context, config))
 
     run_simulation(
         server_app=server_app,

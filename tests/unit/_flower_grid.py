@@ -24,9 +24,16 @@ def initial_arrays() -> ArrayRecord:
 
 
 def make_client_app(
-    *, zone_helper: bool = True, energy: float | None = None, **kw: Any
+    *,
+    zone_helper: bool = True,
+    energy: float | None = None,
+    fail: frozenset[int] = frozenset(),
+    **kw: Any,
 ) -> ClientApp:
-    """A ClientApp that records which node trained/evaluated in ``app.log``."""
+    """A ClientApp that records which node trained/evaluated in ``app.log``.
+
+    Nodes in ``fail`` raise in training (the runtime turns that into an error reply).
+    """
     from lowcarb.adapters.flower import answer_zone_query
 
     app = ClientApp()
@@ -36,6 +43,8 @@ def make_client_app(
     def train(msg: Message, context: Context) -> Message:
         config = dict(msg.content["config"])
         log.append(("train", context.node_id, config))
+        if context.node_id in fail:
+            raise RuntimeError("out of memory")
         w = msg.content["arrays"]["w"].numpy() + 1.0
         metrics: dict[str, float | int] = {"num-examples": 10, "loss": 1.0}
         if energy is not None:
@@ -76,11 +85,16 @@ class LocalGrid(Grid):
         *,
         grow: list[int] | None = None,
         locations: dict[int, str] | None = None,
+        run_config: dict[str, Any] | None = None,
     ) -> None:
         self.app = app
         self.contexts = {
             1000 + i: Context(
-                run_id=1, node_id=1000 + i, node_config=cfg, state=RecordDict(), run_config={}
+                run_id=1,
+                node_id=1000 + i,
+                node_config=cfg,
+                state=RecordDict(),
+                run_config=dict(run_config or {}),
             )
             for i, cfg in enumerate(node_configs)
         }

@@ -57,10 +57,40 @@ def manager(rounds: int, proxies: list[Proxy], **kw: object) -> CarbonAwareClien
     return cm
 
 
+def configure_fit(
+    cm: CarbonAwareClientManager,
+    num_clients: int,
+    min_num_clients: int | None = None,
+    criterion: Criterion | None = None,
+) -> list[ClientProxy]:
+    """Samples the way a legacy strategy's configure_fit does: a training round."""
+    return cm.sample(num_clients, min_num_clients, criterion)
+
+
+def test_only_training_samples_are_engine_rounds() -> None:
+    # Flower's legacy Server samples for the initial parameters and FedAvg samples for
+    # evaluation through the same sample(); neither is a training round.
+    from flwr.common import ndarrays_to_parameters
+    from flwr.server.strategy import FedAvg
+
+    cm = manager(3, [Proxy(f"c{i}", ZONES[i % 4]) for i in range(4)])
+    strategy = FedAvg(fraction_fit=0.5, fraction_evaluate=0.5, min_available_clients=4)
+    params = ndarrays_to_parameters([])
+    assert len(cm.sample(1)) == 1  # the server's request for initial parameters
+    for server_round in (1, 2, 3):
+        assert len(strategy.configure_fit(server_round, params, cm)) == 2
+        assert len(strategy.configure_evaluate(server_round, params, cm)) == 2
+    cm.close_round()
+    assert cm.engine.rounds_done == 3 and len(cm.decisions) == 3
+    # 3 rounds x 2 of 4 clients: fair shares of 1.5 each.
+    counts = Counter(c for d in cm.decisions for c in d.selected)
+    assert sorted(counts.values()) == [1, 1, 2, 2]
+
+
 def test_sample_follows_the_engine_fairly_and_asks_each_client_once() -> None:
     proxies = [Proxy(f"c{i}", ZONES[i % 4]) for i in range(8)]
     cm = manager(4, proxies)
-    picked = [[p.cid for p in cm.sample(2, min_num_clients=8)] for _ in range(4)]
+    picked = [[p.cid for p in configure_fit(cm, 2, min_num_clients=8)] for _ in range(4)]
     assert picked == [list(d.selected) for d in cm.decisions]
     counts = Counter(cid for round_ in picked for cid in round_)
     assert sorted(counts.values()) == [1] * 8  # 4 rounds x 2 of 8 clients: once each
@@ -75,7 +105,7 @@ def test_sample_follows_the_engine_fairly_and_asks_each_client_once() -> None:
 def test_silent_or_zoneless_clients_get_the_unknown_zone() -> None:
     proxies = [Proxy("a", "DE"), Proxy("b", None), Proxy("c", "GB", fail=True), Proxy("d", "SG")]
     cm = manager(2, proxies)
-    assert len(cm.sample(2)) == 2
+    assert len(configure_fit(cm, 2)) == 2
     assert cm.zones["b"] == UNKNOWN_ZONE
     assert cm.zones["c"] == UNKNOWN_ZONE
 
@@ -86,9 +116,9 @@ def test_criterion_filters_candidates_and_too_few_gives_empty() -> None:
             return int(client.cid[1:]) % 2 == 0
 
     cm = manager(3, [Proxy(f"c{i}", ZONES[i % 4]) for i in range(6)])
-    chosen = cm.sample(2, criterion=OnlyEven())
+    chosen = configure_fit(cm, 2, criterion=OnlyEven())
     assert {p.cid for p in chosen} <= {"c0", "c2", "c4"}
-    assert cm.sample(4, criterion=OnlyEven()) == []
+    assert configure_fit(cm, 4, criterion=OnlyEven()) == []
 
 
 def test_rejects_a_non_engine() -> None:
@@ -114,7 +144,7 @@ def test_energy_from_a_stopped_tracker() -> None:
 def test_an_engine_that_rejects_unknown_zones_leaves_those_clients_out() -> None:
     proxies = [Proxy("a", "DE"), Proxy("b", None), Proxy("c", "GB"), Proxy("d", "SG")]
     cm = manager(2, proxies, unknown_zone="error")
-    picked = [p.cid for p in cm.sample(2)]
+    picked = [p.cid for p in configure_fit(cm, 2)]
     assert len(picked) == 2
     assert "b" not in picked
 
@@ -129,10 +159,10 @@ def test_clients_registering_during_a_sample_do_not_break_it() -> None:
                 cm.register(Proxy("late", "DE"))
             return True
 
-    assert len(cm.sample(2, criterion=RegistersOneMore())) == 2
+    assert len(configure_fit(cm, 2, criterion=RegistersOneMore())) == 2
 
 
 def test_clients_without_any_zone_are_sampled_as_flower_would() -> None:
     cm = manager(2, [Proxy(f"c{i}", None) for i in range(4)])
-    assert len(cm.sample(2)) == 2
+    assert len(configure_fit(cm, 2)) == 2
     assert cm.decisions == []

@@ -32,6 +32,11 @@ def engine(rounds: int, *, clock: ManualClock | None = None, **kw: object) -> Se
     )
 
 
+def sized(k: int, n: int, **kw: object) -> FedAvg:
+    """FedAvg training ``k`` of ``n`` nodes a round by its own settings."""
+    return FedAvg(fraction_train=k / n, min_train_nodes=k, **kw)  # type: ignore[arg-type]
+
+
 def grid_of(n: int, **kw: object) -> LocalGrid:
     app = make_client_app(**kw)  # type: ignore[arg-type]
     return LocalGrid(app, [{"zone": ZONES[i % len(ZONES)]} for i in range(n)])
@@ -67,14 +72,13 @@ def test_inner_strategy_trains_exactly_the_selected_nodes(inner) -> None:
     assert result.arrays["w"].numpy().tolist() != [0.0, 0.0, 0.0]
     if isinstance(inner, FedProx):
         assert all(cfg["proximal-mu"] == 0.1 for kind, _, cfg in log if kind == "train")
-    # Its sampling knobs are back as the user set them.
-    assert inner.fraction_train == 0.25
-    assert inner.min_available_nodes == 2
+    # Its sampling settings are as the user set them.
+    assert (inner.fraction_train, inner.min_train_nodes, inner.min_available_nodes) == (0.25, 2, 2)
 
 
 def test_selection_is_fair_over_rounds() -> None:
     grid = grid_of(12)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(8), per_round=3)
+    strategy = CarbonAwareStrategy(sized(3, 12), engine(8))
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=8)
     counts = Counter(trained(grid))
     # 8 rounds x 3 of 12 nodes: a fair share of 2 each.
@@ -84,7 +88,7 @@ def test_selection_is_fair_over_rounds() -> None:
 
 def test_carbon_aware_selection_beats_random_expectation_and_reports_it() -> None:
     grid = grid_of(24)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(6, fairness=0.0), per_round=4)
+    strategy = CarbonAwareStrategy(sized(4, 24), engine(6, fairness=0.0))
     result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=6)
     chosen = sum(d.expected_emissions_g for d in strategy.decisions)
     random = sum(d.random_expected_g for d in strategy.decisions)
@@ -101,39 +105,33 @@ def test_carbon_aware_selection_beats_random_expectation_and_reports_it() -> Non
 
 def test_measured_energy_replaces_the_model() -> None:
     grid = grid_of(6, energy=0.25)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(2), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), engine(2))
     result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
     for r in (1, 2):
         assert result.train_metrics_clientapp[r]["lowcarb-energy-kwh"] == pytest.approx(0.5)
         assert result.train_metrics_clientapp[r]["lowcarb-measured-nodes"] == 2
+        assert result.train_metrics_clientapp[r]["lowcarb-modelled-nodes"] == 0
+        assert result.train_metrics_clientapp[r]["lowcarb-modelled-share"] == 0.0
     sources = {
         c.energy_source for rec in strategy.engine.ledger.rounds("default") for c in rec.clients
     }
     assert sources == {"measured"}
 
 
-@pytest.mark.parametrize(
-    ("mode", "expected"),
-    [("train", "selected"), ("all", "everyone"), ("carbon", "own")],
-)
-def test_evaluation_modes(mode: str, expected: str) -> None:
+@pytest.mark.parametrize("mode", ["inner", "train", "carbon"])
+def test_evaluation_modes(mode: str) -> None:
     grid = grid_of(12)
-    inner = FedAvg(fraction_evaluate=0.5)
-    strategy = CarbonAwareStrategy(inner, engine(3), per_round=3, evaluation=mode)  # type: ignore[arg-type]
-    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
+    inner = sized(3, 12, fraction_evaluate=0.5)
+    strategy = CarbonAwareStrategy(inner, engine(3), evaluation=mode)  # type: ignore[arg-type]
+    result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
     evaluated = grid.sent_to("evaluate")
-    per_round = [
-        evaluated[i : i + len(evaluated) // 3]
-        for i in range(0, len(evaluated), len(evaluated) // 3)
-    ]
-    assert len(per_round) == 3
-    for decision, nodes in zip(strategy.decisions, per_round, strict=True):
-        if expected == "selected":
+    size = 3 if mode == "train" else 6  # else the inner strategy's fraction_evaluate of 12
+    rounds = [evaluated[i : i + size] for i in range(0, len(evaluated), size)]
+    assert len(rounds) == 3 and all(len(set(nodes)) == size for nodes in rounds)
+    for decision, nodes in zip(strategy.decisions, rounds, strict=True):
+        if mode == "train":
             assert set(nodes) == {int(i) for i in decision.selected}
-        elif expected == "everyone":
-            assert sorted(nodes) == sorted(grid.contexts)
-        else:
-            assert len(nodes) == 6  # the inner strategy's fraction_evaluate of 12
+    assert sorted(result.evaluate_metrics_clientapp) == [1, 2, 3]
     # Evaluation never counts as a training round.
     assert strategy.engine.rounds_done == 3
     if mode == "carbon":
@@ -142,10 +140,23 @@ def test_evaluation_modes(mode: str, expected: str) -> None:
         assert strategy.engine.ledger.rounds_done("default/evaluate") == 3
 
 
+def test_by_default_the_inner_strategy_evaluates_as_without_lowcarb() -> None:
+    # FedAvg's default fraction_evaluate=1.0: every node evaluates every round.
+    grid = grid_of(10)
+    strategy = CarbonAwareStrategy(sized(3, 10), engine(2))
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    assert Counter(grid.sent_to("evaluate")) == dict.fromkeys(grid.contexts, 2)
+
+
 def test_inner_fraction_evaluate_zero_turns_client_evaluation_off() -> None:
     grid = grid_of(6)
-    strategy = CarbonAwareStrategy(FedAvg(fraction_evaluate=0.0), engine(2), per_round=2)
-    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
+    for mode in ("inner", "train", "carbon"):
+        strategy = CarbonAwareStrategy(
+            sized(2, 6, fraction_evaluate=0.0),
+            engine(2),
+            evaluation=mode,  # type: ignore[arg-type]
+        )
+        strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
     assert grid.sent_to("evaluate") == []
 
 
@@ -158,7 +169,7 @@ def test_zones_are_queried_once_and_resolved() -> None:
         {"zone": "ZA"},
     ]
     grid = LocalGrid(app, configs)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(3), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 4), engine(3))
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=2)
     assert strategy.zones.known == {1000: "DE", 1001: "GB", 1002: "SG", 1003: "ZA"}
     assert sorted(grid.sent_to("query.lowcarb_zone")) == [1000, 1001, 1002, 1003]
@@ -172,16 +183,29 @@ def test_zones_are_queried_once_and_resolved() -> None:
 def test_zone_from_a_user_function_on_the_client() -> None:
     app = make_client_app(zone=lambda ctx: ZONES[int(ctx.node_config["partition-id"]) % 3])
     grid = LocalGrid(app, [{"partition-id": i, "num-partitions": 6} for i in range(6)])
-    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), engine(1))
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
     assert list(strategy.zones.known.values()) == ["DE", "GB", "SG", "DE", "GB", "SG"]
+
+
+def test_simulated_nodes_take_their_zone_from_the_run_config() -> None:
+    # The docs' one line: lowcarb.zones in [tool.flwr.app.config], read by partition-id.
+    grid = LocalGrid(
+        make_client_app(),
+        [{"partition-id": i, "num-partitions": 5} for i in range(5)],
+        run_config={"lowcarb.zones": "DE, GB,SG"},
+    )
+    strategy = CarbonAwareStrategy(sized(2, 5), engine(1))
+    strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
+    assert list(strategy.zones.known.values()) == ["DE", "GB", "SG", "DE", "GB"]
+    assert strategy.engine.rounds_done == 1
 
 
 def test_server_side_mapping_and_locations_need_no_query() -> None:
     app = make_client_app(zone_helper=False)
     grid = LocalGrid(app, [{} for _ in range(4)], locations={1002: "1.35,103.8", 1003: "52.5,13.4"})
     strategy = CarbonAwareStrategy(
-        FedAvg(), engine(1), per_round=2, zones={1000: "FR", 1001: "GB"}, query_zones=False
+        sized(2, 4), engine(1), zones={1000: "FR", 1001: "GB"}, query_zones=False
     )
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
     assert strategy.zones.known == {1000: "FR", 1001: "GB", 1002: "SG", 1003: "DE"}
@@ -202,7 +226,7 @@ def test_unknown_zones_never_stop_the_run(caplog: pytest.LogCaptureFixture) -> N
         return (plain if context.node_id == 1000 else original)(msg, context)
 
     grid.app = route  # type: ignore[assignment]
-    strategy = CarbonAwareStrategy(FedAvg(), engine(5), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 5), engine(5))
     with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
         strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=5)
     zones = strategy.zones.known
@@ -217,10 +241,13 @@ def test_unknown_zones_never_stop_the_run(caplog: pytest.LogCaptureFixture) -> N
 
 def test_engine_that_rejects_unknown_zones_leaves_those_nodes_out() -> None:
     grid = LocalGrid(make_client_app(), [{"zone": "DE"}, {}, {"zone": "GB"}, {"zone": "SG"}])
-    strategy = CarbonAwareStrategy(FedAvg(), engine(3, unknown_zone="error"), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 4), engine(3, unknown_zone="error"))
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
     assert 1001 not in trained(grid)
     assert strategy.engine.rounds_done == 3
+    # It never trained, and the fairness summary says so.
+    assert strategy.engine.participation["1001"] == 0
+    assert strategy.engine.summary().participation["never"] >= 1
 
 
 def test_waits_for_the_expected_nodes_before_the_first_selection() -> None:
@@ -239,7 +266,7 @@ def test_waits_for_the_expected_nodes_before_the_first_selection() -> None:
 def test_waiting_for_nodes_is_bounded_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     grid = grid_of(4)
     strategy = CarbonAwareStrategy(
-        FedAvg(), engine(1), per_round=2, min_nodes=50, node_timeout=0.05, poll_interval=0.01
+        sized(2, 4), engine(1), min_nodes=50, node_timeout=0.05, poll_interval=0.01
     )
     with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
         strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
@@ -250,7 +277,7 @@ def test_waiting_for_nodes_is_bounded_and_logged(caplog: pytest.LogCaptureFixtur
 
 def test_simulated_time_advances_one_round_interval_per_round() -> None:
     clock = ManualClock(START)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(3, clock=clock), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), engine(3, clock=clock))
     strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=3)
     assert [d.start for d in strategy.decisions] == [START + timedelta(hours=h) for h in range(3)]
     assert clock.now() == START + timedelta(hours=3)
@@ -265,7 +292,7 @@ def test_simulated_time_advances_one_round_interval_per_round() -> None:
 def test_time_shift_waits_on_the_simulated_clock(caplog: pytest.LogCaptureFixture) -> None:
     clock = ManualClock(START)
     eng = engine(4, clock=clock, deadline=timedelta(hours=48))
-    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), eng)
     with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
         strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=4)
     starts = [d.start for d in strategy.decisions]
@@ -279,8 +306,8 @@ def test_time_shift_waits_on_the_simulated_clock(caplog: pytest.LogCaptureFixtur
 
 def test_bad_arguments_are_rejected() -> None:
     eng = engine(1)
-    with pytest.raises(InvalidInputError, match="per_round"):
-        CarbonAwareStrategy(FedAvg(), eng, per_round=0)
+    with pytest.raises(InvalidInputError, match="min_nodes"):
+        CarbonAwareStrategy(FedAvg(), eng, min_nodes=0)
     with pytest.raises(InvalidInputError, match="evaluation"):
         CarbonAwareStrategy(FedAvg(), eng, evaluation="some")  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="Strategy"):
@@ -293,7 +320,7 @@ def test_bad_arguments_are_rejected() -> None:
 
 def test_train_config_reaches_the_selected_nodes() -> None:
     grid = grid_of(6)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=3)
+    strategy = CarbonAwareStrategy(sized(3, 6), engine(1))
     strategy.start(
         grid=grid,
         initial_arrays=initial_arrays(),
@@ -334,7 +361,7 @@ def test_deployment_waits_for_the_planned_slot_by_sleeping(
         round_interval=timedelta(hours=1),
         deadline=timedelta(hours=36),
     )
-    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), eng)
     assert strategy.simulated_time is False
     with caplog.at_level(logging.INFO, logger="flwr.lowcarb"):
         strategy.start(grid=grid_of(6), initial_arrays=initial_arrays(), num_rounds=3)
@@ -368,14 +395,14 @@ def test_a_wrapped_inner_strategy_samples_exactly_the_selection() -> None:
             node for kind, node, cfg in log if kind == "train" and cfg["server-round"] == r
         }
         assert this_round == {int(i) for i in decision.selected}
-    assert inner.strategy.fraction_train == 0.25
+    assert inner.strategy.fraction_train == 0.25  # type: ignore[attr-defined]
 
 
 def test_bad_measured_energy_is_logged_and_the_model_stands_in(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     grid = grid_of(6, energy=-1.0)
-    strategy = CarbonAwareStrategy(FedAvg(), engine(1), per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6), engine(1))
     with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
         result = strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=1)
     assert result.train_metrics_clientapp[1]["lowcarb-measured-nodes"] == 0
@@ -409,7 +436,7 @@ def test_a_planned_wait_decides_again_among_the_nodes_still_there() -> None:
     everyone = list(grid.contexts)
     # Two nodes disconnect while the strategy waits (time moves only by its sleeps).
     grid.get_node_ids = lambda: everyone[:4] if clock.sleeps else everyone  # type: ignore[method-assign]
-    strategy = CarbonAwareStrategy(FedAvg(), eng, per_round=2)
+    strategy = CarbonAwareStrategy(sized(2, 6, min_available_nodes=4), eng)
     strategy.start(grid=grid, initial_arrays=initial_arrays(), num_rounds=3)
     assert clock.sleeps, "the plan paused at least once"
     after = [d for d in strategy.decisions if d.decided_at > START]
@@ -447,12 +474,12 @@ def test_continuing_a_ledger_run_is_announced(caplog: pytest.LogCaptureFixture) 
     def fresh() -> SelectionEngine:
         return SelectionEngine(DefaultProvider(clock=clock), ledger=ledger, rounds=2, clock=clock)
 
-    CarbonAwareStrategy(FedAvg(), fresh(), per_round=2).start(
+    CarbonAwareStrategy(sized(2, 4), fresh()).start(
         grid=grid_of(4), initial_arrays=initial_arrays(), num_rounds=2
     )
     assert "already holds" not in caplog.text
     with caplog.at_level(logging.WARNING, logger="flwr.lowcarb"):
-        CarbonAwareStrategy(FedAvg(), fresh(), per_round=2).start(
+        CarbonAwareStrategy(sized(2, 4), fresh()).start(
             grid=grid_of(4), initial_arrays=initial_arrays(), num_rounds=1
         )
     assert "ledger run 'default' already holds 2 rounds" in caplog.text

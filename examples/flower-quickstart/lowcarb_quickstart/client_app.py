@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flwr.app import Context, Message, MetricRecord, RecordDict
 from flwr.clientapp import ClientApp
-from lowcarb.adapters.flower import answer_zone_query
+from lowcarb.adapters.flower import answer_zone_query, zone_from_config
 
 from lowcarb_quickstart.task import from_record, task, to_record, zone_of
 
@@ -24,12 +24,12 @@ def train(msg: Message, context: Context) -> Message:
 
 
 def node_zone(context: Context) -> str:
-    """A deployed SuperNode's --node-config zone, else the simulated node's zone."""
-    if "zone" in context.node_config:
-        return str(context.node_config["zone"])
-    zones = str(context.run_config.get("zones", "")) or None
-    partition = int(context.node_config["partition-id"])
-    return zone_of(partition) if zones is None else zone_of(partition, zones)
+    """The zone Flower's configuration gives the node, else the App's own spread.
+
+    ``run_simulation`` passes no run config, so there the partitions go round the
+    App's zone list.
+    """
+    return zone_from_config(context) or zone_of(int(context.node_config["partition-id"]))
 
 
 # lowcarb: tell the server this node's grid zone (one line).

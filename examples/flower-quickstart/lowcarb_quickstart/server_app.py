@@ -11,10 +11,9 @@ from typing import Any
 from flwr.app import ArrayRecord, Context, MetricRecord
 from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
-from lowcarb.adapters.flower import CarbonAwareStrategy
-from lowcarb.backends import DefaultProvider
+from lowcarb.adapters.flower import CarbonAwareStrategy, engine_for_run
 
-from lowcarb import Ledger, ManualClock, SelectionEngine
+from lowcarb import ManualClock
 from lowcarb_quickstart.task import from_record, task, to_record
 
 DEFAULTS: dict[str, Any] = {
@@ -39,27 +38,33 @@ class Outcome:
     accuracy: float = 0.0
 
 
-def run(grid: Grid, config: dict[str, Any]) -> Outcome:
+def run(grid: Grid, context: Context, config: dict[str, Any] | None = None) -> Outcome:
     """Train for ``num-server-rounds`` rounds of ``nodes-per-round`` carbon-aware nodes."""
-    cfg = {**DEFAULTS, **config}
+    cfg = {**DEFAULTS, **dict(context.run_config), **(config or {})}
     rounds, nodes = int(cfg["num-server-rounds"]), int(cfg["num-nodes"])
+    per_round = min(int(cfg["nodes-per-round"]), nodes)
     data = task(nodes)
     start = str(cfg["start"])
-    # A fixed start replays simulated time on the offline default provider; without it
-    # the engine runs on the wall clock with the configured provider.
+    # A fixed start replays simulated time (deterministic runs); without it the engine
+    # lives on the wall clock.
     clock = ManualClock(datetime.fromisoformat(start)) if start else None
-    engine = SelectionEngine(
-        DefaultProvider(clock=clock) if clock else None,
-        ledger=Ledger(),
-        policy=str(cfg["policy"]),
+    engine = engine_for_run(
+        context,
+        grid,
         rounds=rounds,
-        round_interval=timedelta(minutes=int(cfg["round-minutes"])),
         clock=clock,
+        policy=str(cfg["policy"]),
+        round_interval=timedelta(minutes=int(cfg["round-minutes"])),
     )
+    # Flower's own sampling settings say how many nodes train; lowcarb chooses which.
     strategy = CarbonAwareStrategy(
-        FedAvg(fraction_evaluate=0.0, min_available_nodes=nodes),
+        FedAvg(
+            fraction_train=per_round / nodes,
+            min_train_nodes=per_round,
+            fraction_evaluate=0.0,
+            min_available_nodes=nodes,
+        ),
         engine,
-        per_round=int(cfg["nodes-per-round"]),
     )
 
     def central_accuracy(server_round: int, arrays: ArrayRecord) -> MetricRecord:
@@ -89,7 +94,7 @@ app = ServerApp()
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """Entry point for ``flwr run``: settings from ``[tool.flwr.app.config]``."""
-    outcome = run(grid, dict(context.run_config))
+    outcome = run(grid, context)
     path = str(context.run_config.get("result-file", ""))
     if path:
         Path(path).write_text(json.dumps(asdict(outcome), indent=2) + "\n")
