@@ -20,7 +20,7 @@ Endpoints used (``{p}`` is the optional ``route_prefix``)::
     latest, history  GET  {p}/emissions/bylocation?location=L&time=..&toTime=..
     forecast         GET  {p}/emissions/forecasts/current?location=L   (forecasts="current")
                      POST {p}/emissions/forecasts/batch  [{requestedAt, location}, ...]
-    lookup           GET  {p}/locations
+    lookup           GET  {p}/locations   (camelCase or PascalCase fields)
 
 **Attribution.** With a WattTime source the SDK answers with WattTime's region
 (``CAISO_NORTH``) in every item's ``location``, and ``/emissions/bylocations`` simply
@@ -29,6 +29,10 @@ concatenates the lists of several locations, so the echoed name cannot tell them
 echoed location: it asks ``bylocation`` and ``forecasts/current`` **once per location**
 and tags each answer with the zone it asked for; the batch API gets one entry per location
 and its answers are tagged by position. A differing echo is reported in the notes.
+
+``bylocation`` answers newest first and holds intervals outside the window asked (the
+one at ``toTime``, the one before ``time``: the SDK's quickstart output); each answer is
+cut to its window and put in time order without a repair note.
 
 Values are g/kWh already. Intervals carry a duration (a ``"hh:mm:ss"`` TimeSpan in
 emissions data, minutes in forecasts); they are put on the ``resolution_minutes`` grid:
@@ -41,6 +45,7 @@ duplicates and disorder follow :func:`~lowcarb.backends.toolkit.assemble`.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -587,6 +592,7 @@ class CarbonAwareSDKProvider(HttpProvider):
             where = self._where(response)
             answer = answers[zone]
             answer.where = answer.where or where
+            raws = []
             for i, item in enumerate(self._items(response)):
                 here = f"{where}: [{i}]"
                 item = self._object(item, here)
@@ -597,7 +603,13 @@ class CarbonAwareSDKProvider(HttpProvider):
                 )
                 self._echo(answer, item)
                 if first <= raw.start < end:
-                    answer.raws.append(raw)
+                    raws.append(raw)
+            # The SDK answers newest first (its quickstart's output): that order is its
+            # normal one, not a disorder to repair (and report). Any other order is left
+            # for assemble() to sort and note.
+            if all(a.start > b.start for a, b in itertools.pairwise(raws)):
+                raws.reverse()
+            answer.raws += raws
         return answers
 
     def _read_forecasts(
@@ -709,7 +721,10 @@ class CarbonAwareSDKProvider(HttpProvider):
         out: dict[str, tuple[float, float]] = {}
         for name, entry in payload.items():
             entry = self._object(entry, f"{where}: {name}")
-            lat, lon = _number(entry.get("latitude")), _number(entry.get("longitude"))
+            # camelCase as System.Text.Json writes it; PascalCase as the SDK documents it
+            # (and as its location files hold it).
+            fields = {str(key).lower(): value for key, value in entry.items()}
+            lat, lon = _number(fields.get("latitude")), _number(fields.get("longitude"))
             if lat is None or lon is None or not (-90 <= lat <= 90 and -180 <= lon <= 180):
                 raise ResponseParseError(
                     f"{where}: {name} has no valid latitude/longitude", provider=self.name

@@ -82,6 +82,8 @@ def test_latest_is_tied_to_the_requested_location(vcr_cassette):
     (note,) = [n for n in series.notes if "named its data source's regions" in n]
     assert "US-MIDA-PJM asked as eastus, named PJM_DC" in note
     assert (series.signal, series.basis) == ("marginal", "direct")
+    # Newest first is the SDK's own order, not a disorder lowcarb repaired.
+    assert not any("order" in n for n in series.notes)
     assert vcr_cassette.all_played
 
 
@@ -93,6 +95,9 @@ def test_history(vcr_cassette):
     for start in series.values.index:
         assert series.values.at[start, "DE"] == items[start]
     assert not series.notes or not any("twice" in n for n in series.notes)
+    # Newest first, with hours outside the window: the SDK's normal answer, nothing repaired.
+    assert not any("order" in n for n in series.notes)
+    assert not series.estimated_mask().any().any()
     assert not series.is_forecast and vcr_cassette.all_played
 
 
@@ -134,6 +139,13 @@ def test_batch_forecast_sync_and_async_agree(vcr_cassette):
 def test_location_lookup(vcr_cassette):
     found = provider().resolve("ukwest")
     assert "ukwest" in body(vcr_cassette, "/locations")
+    assert (found.zone, found.method) == ("GB", "provider")
+
+
+@pytest.mark.vcr("location_lookup_documented")
+def test_location_lookup_in_the_documented_pascal_case(vcr_cassette):
+    found = provider().resolve("ukwest")
+    assert "Latitude" in body(vcr_cassette, "/locations")["ukwest"]
     assert (found.zone, found.method) == ("GB", "provider")
 
 

@@ -1,11 +1,16 @@
-"""A fake Carbon Aware SDK WebAPI for httpx.MockTransport, shaped like its controllers.
+"""A fake Carbon Aware SDK WebAPI for httpx.MockTransport, shaped like its answers.
 
 It serves ``/emissions/bylocation``, ``/emissions/forecasts/current``,
-``/emissions/forecasts/batch`` and ``/locations`` with deterministic values. Like a
-WattTime-backed SDK it answers with the source's *region* in every item's ``location``
-(``eastus`` and ``eastus2`` both become ``PJM_DC``), and like the real controllers its
-``time``/``toTime`` bounds are inclusive. Unknown locations get the SDK's 400 problem
-body; ``empty`` turns every data answer into a 204. Knobs let tests break it.
+``/emissions/forecasts/batch`` and ``/locations`` with deterministic values. Shaped after
+the SDK's quickstart output (casdk-docs, ``GET /emissions/bylocation?location=westus&
+time=2022-08-23T14:00&toTime=2022-08-23T14:30``, a WattTime source): ``bylocation``
+answers **newest first**, with the source's *region* in every item's ``location``
+(``eastus`` and ``eastus2`` both become ``PJM_DC``), and holds points **outside** the
+window asked: the one at ``toTime`` (the bounds are inclusive) and the interval before
+``time`` (13:55 for 14:00). ``/locations`` uses the camelCase keys System.Text.Json
+writes (``latitude``); ``pascal_locations`` switches to the PascalCase of the SDK's
+documentation and location files (``Latitude``). Unknown locations get the SDK's 400
+problem body; ``empty`` turns every data answer into a 204. Knobs let tests break it.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ class FakeCarbonAwareAPI:
         tamper: Applied to each JSON array before it is sent.
         known: The locations the SDK knows: name -> (lat, lon).
         prefix: The route prefix the fake is served under.
+        pascal_locations: ``/locations`` entries with ``Latitude``/``Longitude``/``Name``.
     """
 
     def __init__(self, clock: ManualClock, *, native: timedelta = timedelta(hours=1)) -> None:
@@ -92,6 +98,7 @@ class FakeCarbonAwareAPI:
         self.drop: set[datetime] = set()
         self.tamper: Callable[[list], list] | None = None
         self.prefix = ""
+        self.pascal_locations = False
         self.known: dict[str, tuple[float, float]] = {
             location: (ZONE_CATALOG[zone].lat, ZONE_CATALOG[zone].lon)
             for zone, location in DEFAULT_LOCATIONS.items()
@@ -117,10 +124,15 @@ class FakeCarbonAwareAPI:
         path = path[len(self.prefix) :]
         params = request.url.params
         if path == "/locations":
+            keys = (
+                ("Latitude", "Longitude", "Name")
+                if self.pascal_locations
+                else ("latitude", "longitude", "name")
+            )
             return httpx.Response(
                 200,
                 json={
-                    name: {"latitude": lat, "longitude": lon, "name": name}
+                    name: dict(zip(keys, (lat, lon, name), strict=True))
                     for name, (lat, lon) in self.known.items()
                 },
             )
@@ -130,7 +142,9 @@ class FakeCarbonAwareAPI:
                 return self.unknown(location)
             start = datetime.fromisoformat(params["time"])
             end = datetime.fromisoformat(params["toTime"])
-            payload = [self._emission(location, t) for t in self._steps(start, end, True)]
+            # The interval before the window too, and newest first, as the quickstart shows.
+            steps = self._steps(start - self.native, end, True)
+            payload = [self._emission(location, t) for t in reversed(steps)]
             return self._answer(payload)
         if path == "/emissions/forecasts/current" and request.method == "GET":
             locations = params.get_list("location")

@@ -425,6 +425,16 @@ def test_resolve_names_cloud_regions_and_the_lookup(api, clock):
     assert api.paths == ["/locations"]
 
 
+def test_the_location_table_in_pascal_case_as_the_sdk_documents_it(api, clock):
+    # /locations writes camelCase keys; the SDK's docs and location files use PascalCase.
+    api.pascal_locations = True
+    found = make(api, clock).resolve("frankfurt-dc")
+    assert (found.zone, found.method) == ("DE", "provider")
+    p = make(api, clock, locations=["DE=germanywestcentrl"])
+    with pytest.raises(UnknownZoneError, match="germanywestcentral"):
+        p.latest(["DE"])  # the suggestions come from the PascalCase table too
+
+
 def test_a_malformed_location_table_is_a_parse_error(api, clock):
     api.script = [httpx.Response(200, json={"x": {"latitude": "north", "longitude": 3}})]
     with pytest.raises(ResponseParseError, match="no valid latitude/longitude"):
@@ -496,6 +506,22 @@ def test_malformed_forecasts(api, clock, change, match):
     api.tamper = apply
     with pytest.raises(ResponseParseError, match=match):
         make(api, clock).forecast(["DE"], horizon=HOUR)
+
+
+@pytest.mark.parametrize("native", [FIVE, HOUR])
+def test_newest_first_answers_with_points_outside_the_window_need_no_repair(clock, native):
+    # The SDK answers newest first and includes the interval before `time` and the one at
+    # `toTime`: its normal answer, not something lowcarb repaired.
+    api = FakeCarbonAwareAPI(clock, native=native)
+    p = make(api, clock)
+    series = p.history(["DE"], SLOT - 6 * HOUR, SLOT)
+    assert len(series) == 6 and series.values["DE"].notna().all()
+    assert not series.estimated_mask().any().any()
+    for note in series.notes:
+        assert "order" not in note and "twice" not in note and "estimated" not in note, note
+    latest = p.latest(["DE"])
+    assert list(latest.values.index) == [SLOT]
+    assert not any("order" in note for note in latest.notes)
 
 
 def test_out_of_order_duplicates_and_gaps_are_repaired(api, clock):
