@@ -73,6 +73,7 @@ from lowcarb._tasks import (
     RoundConflictError,
     Selection,
     TaskEngines,
+    TaskLimitError,
     check_task_id,
 )
 from lowcarb._time import ensure_utc, floor_time, parse_time
@@ -82,6 +83,7 @@ from lowcarb.exceptions import (
     ConfigurationError,
     DataValidationError,
     InvalidInputError,
+    LedgerError,
     LowcarbError,
     MissingCredentialError,
     NoDataError,
@@ -138,6 +140,7 @@ __all__ = [
     "IntensitySeries",
     "InvalidInputError",
     "Ledger",
+    "LedgerError",
     "Lowcarb2022Policy",
     "LowcarbError",
     "LowcarbPolicy",
@@ -173,6 +176,7 @@ __all__ = [
     "SimulationResult",
     "SystemClock",
     "TaskEngines",
+    "TaskLimitError",
     "ThreadedAsyncProvider",
     "UnknownProviderError",
     "UnknownZoneError",

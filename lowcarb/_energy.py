@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
+from lowcarb._bounds import MAX_CLIENT_ROUND_KWH, MAX_POWER_W, MAX_UTILITY, check_text
 from lowcarb._time import ensure_utc
 from lowcarb.exceptions import InvalidInputError
 
@@ -21,11 +22,18 @@ DEFAULT_NETWORK_KWH_PER_GB = 0.01
 _GB = 1e9
 
 
-def _check_number(name: str, value: float, *, positive: bool = False) -> float:
-    number = float(value)
+def _check_number(
+    name: str, value: float, *, positive: bool = False, most: float = math.inf
+) -> float:
+    try:
+        number = float(value)
+    except OverflowError:  # an int too large for a float
+        number = math.inf
     if not math.isfinite(number) or number < 0 or (positive and number == 0):
         kind = "a positive" if positive else "a non-negative"
         raise InvalidInputError(f"{name} must be {kind} finite number, got {value!r}")
+    if number > most:  # the plausibility bounds of lowcarb._bounds
+        raise InvalidInputError(f"{name} must be at most {most:g}, got {value!r}")
     return number
 
 
@@ -98,11 +106,15 @@ class Client:
             raise InvalidInputError(f"client id must be a non-empty string, got {self.id!r}")
         if not isinstance(self.zone, str) or not self.zone:
             raise InvalidInputError(f"client {self.id!r}: zone must be a non-empty string")
+        check_text("client id", self.id)
+        check_text(f"client {self.id!r}: zone", self.zone)
         if self.energy_kwh is not None:
-            _check_number(f"client {self.id!r}: energy_kwh", self.energy_kwh)
+            _check_number(
+                f"client {self.id!r}: energy_kwh", self.energy_kwh, most=MAX_CLIENT_ROUND_KWH
+            )
         if self.power_w is not None:
-            _check_number(f"client {self.id!r}: power_w", self.power_w)
-        _check_number(f"client {self.id!r}: utility", self.utility)
+            _check_number(f"client {self.id!r}: power_w", self.power_w, most=MAX_POWER_W)
+        _check_number(f"client {self.id!r}: utility", self.utility, most=MAX_UTILITY)
         windows = []
         for window in self.availability:
             start = ensure_utc(window[0], f"client {self.id!r}: availability start")

@@ -8,7 +8,6 @@ measured energy, metrics) to the ledger.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
@@ -21,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from lowcarb._accounting import RunSummary, summarize
+from lowcarb._bounds import MAX_CLIENT_ROUND_KWH, check_quantity
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._config import Settings
@@ -636,8 +636,7 @@ class SelectionEngine:
         if not decision.run_now:
             raise InvalidInputError("a paused decision has no round to complete")
         for cid, value in {**(energy_kwh or {}), **(excluded_energy_kwh or {})}.items():
-            if not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-                raise InvalidInputError(f"measured energy of {cid!r} must be >= 0 kWh: {value!r}")
+            check_quantity(f"measured energy of {cid!r} (kWh)", value, most=MAX_CLIENT_ROUND_KWH)
         dropped = self._dropped(decision, trained, energy_kwh or {})
         ran = len(decision.selected) - len(dropped)
         excluded = self._excluded(decision, excluded_energy_kwh or {}, excluded_zones or {})

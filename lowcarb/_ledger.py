@@ -7,6 +7,11 @@ participation counts. One file holds any number of training runs. Every round is
 in one transaction, in WAL mode with ``synchronous=FULL``, so a process killed at any
 instant leaves either the whole round or none of it, and a restarted process continues
 with the same fairness state.
+
+What is written is checked first: quantities against the plausibility bounds of
+:mod:`lowcarb._bounds` and text for UTF-8, so a stored value never breaks a later read. A
+storage fault (read-only folder, full disk, a file that is not a lowcarb ledger) raises
+:class:`~lowcarb.LedgerError`, whose message names the file but not its folder.
 """
 
 from __future__ import annotations
@@ -15,14 +20,23 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from lowcarb._bounds import (
+    MAX_CLIENT_ROUND_KWH,
+    MAX_METRIC,
+    MAX_PLAUSIBLE_G_PER_KWH,
+    MAX_ROUND_G,
+    check_quantity,
+    check_text,
+    check_text_keys,
+)
 from lowcarb._time import ensure_utc
-from lowcarb.exceptions import DataValidationError, InvalidInputError
+from lowcarb.exceptions import DataValidationError, InvalidInputError, LedgerError
 
 __all__ = ["ClientRound", "Ledger", "RoundRecord"]
 
@@ -203,11 +217,66 @@ def _insert_client_rounds(
 def _json(value: Mapping[str, Any]) -> str:
     """Strict JSON: NaN, infinities and unencodable text are refused, not stored."""
     try:
-        text = json.dumps(dict(value), default=str, sort_keys=True, allow_nan=False)
+        # ensure_ascii=False, so that a lone surrogate fails to encode here instead of
+        # being stored as "\\ud800" and failing every later answer that holds it.
+        text = json.dumps(
+            dict(value), default=str, sort_keys=True, allow_nan=False, ensure_ascii=False
+        )
         text.encode("utf-8")
     except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"cannot record {value!r}: {exc}") from None
+        raise InvalidInputError(f"cannot record {str(value)[:200]}: {exc}") from None
     return text
+
+
+def _check_rows(rows: Sequence[ClientRound], what: str) -> None:
+    """Refuse client-rounds with implausible energy or intensity, or unencodable text."""
+    for c in rows:
+        check_text(f"{what}: client id", c.client_id)
+        check_text(f"{what}: zone of {c.client_id!r}", c.zone)
+        check_quantity(
+            f"{what}: energy_kwh of {c.client_id!r} (kWh)", c.energy_kwh, most=MAX_CLIENT_ROUND_KWH
+        )
+        for name, value in (("intensity", c.intensity_used), ("actual", c.intensity_actual)):
+            if value is not None:
+                check_quantity(
+                    f"{what}: {name} of {c.client_id!r} (gCO2eq/kWh)",
+                    value,
+                    most=MAX_PLAUSIBLE_G_PER_KWH,
+                )
+
+
+def _check_map(
+    name: str, values: Mapping[str, float] | None, *, most: float, least: float = 0.0
+) -> None:
+    """Refuse a map of quantities with an unencodable key or an implausible value."""
+    if values is None:
+        return
+    check_text_keys(name, values)
+    for key, value in values.items():
+        check_quantity(f"{name}[{key!r}]", value, most=most, least=least)
+
+
+#: What SQLite's and the OS's storage errors mean, in words a caller can act on.
+_FAULTS = (
+    ("full", "the disk is full"),
+    ("readonly", "it is read-only"),
+    ("read-only", "it is read-only"),
+    ("permission", "permission is denied"),
+    ("unable to open", "the file cannot be opened (no permission, or its folder is missing)"),
+    ("not a database", "the file is not an SQLite database"),
+    ("malformed", "the file is damaged"),
+    ("locked", "another process is writing it"),
+    ("i/o", "the disk reported an I/O error"),
+)
+
+
+def _fault(exc: BaseException) -> str:
+    """The meaning of a storage error (never its text, which may hold paths)."""
+    text = (exc.strerror or "") if isinstance(exc, OSError) else str(exc)
+    for needle, meaning in _FAULTS:
+        if needle in text.lower():
+            return meaning
+    return f"a storage error occurred ({type(exc).__name__})"
 
 
 def _iso(when: datetime) -> str:
@@ -233,24 +302,50 @@ class Ledger:
 
     def __init__(self, path: str | Path | None = None) -> None:
         self.path: str | Path = ":memory:" if path is None or path == ":memory:" else Path(path)
+        self._name = (
+            f"ledger {self.path.name}" if isinstance(self.path, Path) else "the in-memory ledger"
+        )
         if isinstance(self.path, Path):
             if self.path.is_dir():
                 raise InvalidInputError(f"ledger path {self.path} is a directory, not a file")
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if self.path.exists() and not self.path.is_file():
+                raise LedgerError(f"{self._name} is not a regular file", path=self.path)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise LedgerError(
+                    f"{self._name}: its folder cannot be created: {_fault(exc)}", path=self.path
+                ) from exc
         self._lock = threading.Lock()
-        try:
+        with self._storage("open it"):
             self._db = sqlite3.connect(
                 str(self.path), isolation_level=None, check_same_thread=False, timeout=30.0
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            # executescript commits on its own; CREATE ... IF NOT EXISTS is idempotent.
-            self._db.executescript(_SCHEMA)
-            with self._transaction():
-                self._check_version()
-        except sqlite3.DatabaseError as exc:
-            raise DataValidationError(f"{self.path} is not a lowcarb ledger: {exc}") from exc
+        try:
+            with self._storage("open it"):
+                self._adopt()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _adopt(self) -> None:
+        """Set the file up as a ledger, refusing a database of something else."""
+        db = self._db
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        if tables and "meta" not in tables:
+            # Never add ledger tables to another application's database.
+            raise LedgerError(
+                f"{self._name} is an SQLite database of something else "
+                f"(tables {', '.join(sorted(tables)[:5])}), not a lowcarb ledger",
+                path=self.path,
+            )
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        # executescript commits on its own; CREATE ... IF NOT EXISTS is idempotent.
+        db.executescript(_SCHEMA)
+        with self._transaction("set it up"):
+            self._check_version()
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -269,21 +364,39 @@ class Ledger:
             self._db.execute("UPDATE meta SET value=? WHERE key='schema'", (str(_SCHEMA_VERSION),))
         elif version != _SCHEMA_VERSION:
             newer = " (written by a newer lowcarb: upgrade to read it)" if version > 1 else ""
-            raise DataValidationError(
-                f"{self.path} has ledger schema {row[0]}; this lowcarb reads "
-                f"{_SCHEMA_VERSION}{newer}"
+            raise LedgerError(
+                f"{self._name} has ledger schema {str(row[0])[:20]}; this lowcarb reads "
+                f"{_SCHEMA_VERSION}{newer}",
+                path=self.path,
             )
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        # Explicit BEGIN IMMEDIATE: one writer at a time, and a round is all or nothing.
-        self._db.execute("BEGIN IMMEDIATE")
+    def _storage(self, doing: str) -> Iterator[None]:
+        """Raise storage faults as :class:`LedgerError`, saying what could not be done."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            yield
+        except sqlite3.IntegrityError:
+            raise  # a constraint the caller broke, mapped by the caller
+        except sqlite3.Error as exc:
+            raise LedgerError(
+                f"{self._name}: cannot {doing}: {_fault(exc)}", path=self.path
+            ) from exc
+
+    @contextmanager
+    def _transaction(self, doing: str = "write it") -> Iterator[sqlite3.Connection]:
+        # Explicit BEGIN IMMEDIATE: one writer at a time, and a round is all or nothing.
+        db = self._db
+        with self._storage(doing):
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+                db.execute("COMMIT")
+            except BaseException:
+                # A failed COMMIT (a full disk) may already have rolled back.
+                if db.in_transaction:
+                    with suppress(sqlite3.Error):
+                        db.execute("ROLLBACK")
+                raise
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r})"
@@ -310,8 +423,9 @@ class Ledger:
         """
         if not run_id or not isinstance(run_id, str):
             raise InvalidInputError("run_id must be a non-empty string")
+        check_text("run_id", run_id)
         stamp = _iso(now if now is not None else datetime.now(UTC))
-        with self._lock, self._transaction() as db:
+        with self._lock, self._transaction("open the run") as db:
             found = db.execute("SELECT 1 FROM runs WHERE run_id=?", (run_id,)).fetchone()
             if found is None:
                 db.execute(
@@ -322,12 +436,14 @@ class Ledger:
 
     def runs(self) -> list[str]:
         """Run ids in the ledger, oldest first."""
-        rows = self._db.execute("SELECT run_id FROM runs ORDER BY created_at, run_id")
-        return [r[0] for r in rows]
+        with self._storage("read it"):
+            rows = self._db.execute("SELECT run_id FROM runs ORDER BY created_at, run_id")
+            return [r[0] for r in rows]
 
     def run_config(self, run_id: str) -> dict[str, Any]:
         """The configuration a run was opened with."""
-        row = self._db.execute("SELECT config FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        with self._storage("read it"):
+            row = self._db.execute("SELECT config FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
             raise InvalidInputError(f"no run {run_id!r} in {self.path}")
         return dict(json.loads(row[0]))
@@ -336,14 +452,18 @@ class Ledger:
 
     def participation(self, run_id: str) -> dict[str, int]:
         """Rounds taken so far by each known client of the run."""
-        rows = self._db.execute(
-            "SELECT client_id, rounds FROM participation WHERE run_id=?", (run_id,)
-        )
-        return {client: int(n) for client, n in rows}
+        with self._storage("read it"):
+            rows = self._db.execute(
+                "SELECT client_id, rounds FROM participation WHERE run_id=?", (run_id,)
+            )
+            return {client: int(n) for client, n in rows}
 
     def register_clients(self, run_id: str, clients: Mapping[str, str]) -> None:
         """Record clients (id -> zone) as part of the run's population, with 0 rounds."""
-        with self._lock, self._transaction() as db:
+        for cid, zone in clients.items():
+            check_text("client id", cid)
+            check_text(f"zone of {cid!r}", zone)
+        with self._lock, self._transaction("record the clients") as db:
             db.executemany(
                 "INSERT INTO participation VALUES (?, ?, ?, 0, 0) "
                 "ON CONFLICT (run_id, client_id) DO UPDATE SET zone=excluded.zone",
@@ -352,7 +472,10 @@ class Ledger:
 
     def rounds_done(self, run_id: str) -> int:
         """Highest round number recorded for the run (0 if none)."""
-        row = self._db.execute("SELECT MAX(round) FROM rounds WHERE run_id=?", (run_id,)).fetchone()
+        with self._storage("read it"):
+            row = self._db.execute(
+                "SELECT MAX(round) FROM rounds WHERE run_id=?", (run_id,)
+            ).fetchone()
         return int(row[0] or 0)
 
     # -- rounds -----------------------------------------------------------------------
@@ -369,12 +492,24 @@ class Ledger:
                 replayed and completed later (see :meth:`decision`).
 
         Raises:
-            InvalidInputError: If the round number is already recorded.
+            InvalidInputError: If the round number is already recorded, or a value is
+                implausible (see :mod:`lowcarb._bounds`) or not encodable text.
+            LedgerError: If the ledger cannot be written (nothing is then written).
         """
         ids = [c.client_id for c in record.clients]
         if len(set(ids)) != len(ids):
             raise InvalidInputError(f"round {record.round}: a client is listed twice")
-        with self._lock, self._transaction() as db:
+        _check_rows(record.clients, f"round {record.round}")
+        _check_map(
+            f"round {record.round}: metrics", record.metrics, most=MAX_METRIC, least=-MAX_METRIC
+        )
+        for name in ("random_expected_g", "random_actual_g"):
+            value = getattr(record, name)
+            if value is not None:
+                check_quantity(f"round {record.round}: {name}", value, most=MAX_ROUND_G)
+        decided = None if decision is None else _json(decision)
+        noted = _json(record.details)
+        with self._lock, self._transaction("record the round") as db:
             try:
                 db.execute(
                     "INSERT INTO rounds VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -386,14 +521,14 @@ class Ledger:
                         _iso(record.end),
                         record.policy,
                         record.reason,
-                        json.dumps(dict(record.signal), default=str, sort_keys=True),
+                        _json(record.signal),
                         record.candidates,
                         record.random_expected_g,
                         record.random_actual_g,
-                        json.dumps(dict(record.metrics), sort_keys=True),
+                        _json(record.metrics),
                         None if record.completed_at is None else _iso(record.completed_at),
-                        None if decision is None else _json(decision),
-                        _json(record.details),
+                        decided,
+                        noted,
                     ),
                 )
             except sqlite3.IntegrityError as exc:
@@ -449,9 +584,23 @@ class Ledger:
             The round as recorded now.
 
         Raises:
-            InvalidInputError: If the round is not recorded or a client is not in it.
+            InvalidInputError: If the round is not recorded, a client is not in it, or a
+                value is implausible (see :mod:`lowcarb._bounds`) or not encodable text;
+                nothing is written then.
+            LedgerError: If the ledger cannot be written (nothing is then written).
         """
-        with self._lock, self._transaction() as db:
+        where = f"round {round_number}"
+        _check_map(f"{where}: actual (gCO2eq/kWh)", actual, most=MAX_PLAUSIBLE_G_PER_KWH)
+        _check_map(f"{where}: energy_kwh (kWh)", energy_kwh, most=MAX_CLIENT_ROUND_KWH)
+        _check_map(f"{where}: metrics", metrics, most=MAX_METRIC, least=-MAX_METRIC)
+        _check_rows(excluded, f"{where}: excluded")
+        for name, value in (
+            ("random_actual_g", random_actual_g),
+            ("random_expected_g", random_expected_g),
+        ):
+            if value is not None:
+                check_quantity(f"{where}: {name}", value, most=MAX_ROUND_G)
+        with self._lock, self._transaction("record the round's outcome") as db:
             row = db.execute(
                 "SELECT metrics, details FROM rounds WHERE run_id=? AND round=?",
                 (run_id, round_number),
@@ -515,16 +664,18 @@ class Ledger:
         None when the round is not recorded, or was recorded by a lowcarb that kept no
         decisions (ledger schema 1).
         """
-        row = self._db.execute(
-            "SELECT decision FROM rounds WHERE run_id=? AND round=?", (run_id, round_number)
-        ).fetchone()
+        with self._storage("read it"):
+            row = self._db.execute(
+                "SELECT decision FROM rounds WHERE run_id=? AND round=?", (run_id, round_number)
+            ).fetchone()
         return None if row is None or row[0] is None else dict(json.loads(row[0]))
 
     def record_pause(
         self, run_id: str, *, decided_at: datetime, wait_until: datetime, reason: str
     ) -> None:
         """Record a decision to wait instead of running a round."""
-        with self._lock, self._transaction() as db:
+        check_text("reason", reason)
+        with self._lock, self._transaction("record the pause") as db:
             db.execute(
                 "INSERT INTO pauses VALUES (?, ?, ?, ?)",
                 (run_id, _iso(decided_at), _iso(wait_until), reason),
@@ -532,15 +683,16 @@ class Ledger:
 
     def pauses(self, run_id: str) -> list[tuple[datetime, datetime, str]]:
         """Recorded pauses: (decided_at, wait_until, reason)."""
-        rows = self._db.execute(
-            "SELECT decided_at, wait_until, reason FROM pauses WHERE run_id=? ORDER BY rowid",
-            (run_id,),
-        )
+        with self._storage("read it"):
+            rows = self._db.execute(
+                "SELECT decided_at, wait_until, reason FROM pauses WHERE run_id=? ORDER BY rowid",
+                (run_id,),
+            ).fetchall()
         return [(datetime.fromisoformat(a), datetime.fromisoformat(b), r) for a, b, r in rows]
 
     def rounds(self, run_id: str, *, since: int = 0) -> list[RoundRecord]:
         """Round records of a run, in order, from round ``since + 1``."""
-        with self._lock:
+        with self._lock, self._storage("read it"):
             return self._rounds(run_id, since, None)
 
     def _rounds(self, run_id: str, since: int, until: int | None) -> list[RoundRecord]:

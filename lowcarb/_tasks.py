@@ -6,12 +6,20 @@ so that a restarted server continues every task with the same fairness state. A 
 task serializes the rounds of one task while different tasks decide in parallel. The
 ledger is the only record: a decided round can be replayed to a caller that retries, or
 completed, after any number of later rounds and after a restart.
+
+What a server must not run out of is bounded here: at most ``max_open`` ledgers are open
+at once (an idle task's ledger is closed and reopened on its next round, so thousands of
+tasks fit in a small file-descriptor limit), at most ``max_tasks`` tasks exist, one
+process holds the state directory (:class:`~lowcarb._statelock.StateLock`), and with
+``provider_timeout_s`` no provider call holds a decision longer than that.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,11 +30,13 @@ from typing import Any
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._config import Settings
+from lowcarb._deadline import DeadlineProvider
 from lowcarb._energy import Client
 from lowcarb._engine import Decision, SelectionEngine
 from lowcarb._ledger import Ledger, RoundRecord
 from lowcarb._provider import CarbonProvider
 from lowcarb._spec import EngineSpec
+from lowcarb._statelock import StateLock
 from lowcarb.exceptions import DataValidationError, InvalidInputError
 
 __all__ = [
@@ -34,8 +44,11 @@ __all__ = [
     "RoundConflictError",
     "Selection",
     "TaskEngines",
+    "TaskLimitError",
     "check_task_id",
 ]
+
+log = logging.getLogger("lowcarb")
 
 # Letters, digits, '.', '_' and '-'; starts with a letter or digit, so no hidden files,
 # no '..' and no path separators: the id is used verbatim as a file name.
@@ -60,6 +73,18 @@ class RoundConflictError(InvalidInputError):
         super().__init__(message)
 
 
+class TaskLimitError(InvalidInputError):
+    """A new task would exceed the registry's ``max_tasks``.
+
+    Attributes:
+        limit: The registry's ``max_tasks``.
+    """
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        self.limit = limit
+        super().__init__(message)
+
+
 @dataclass(frozen=True)
 class Selection:
     """The answer of :meth:`TaskEngines.select`.
@@ -77,6 +102,12 @@ class Selection:
 def _check_round(round: object) -> None:
     if isinstance(round, bool) or not isinstance(round, int) or round < 1:
         raise InvalidInputError(f"round must be a positive integer, got {round!r}")
+
+
+def _positive(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def check_task_id(task_id: object) -> str:
@@ -108,8 +139,20 @@ class TaskEngines:
         settings: Settings to use instead of reading the configuration.
         spec_for: Builds a task's spec from its id, replacing ``spec`` (e.g. a model size
             per task).
+        max_tasks: Most tasks the registry holds (those on disk count); a new task past
+            it raises :class:`TaskLimitError`.
+        max_open: Most task ledgers open at once (with a state directory): the least
+            recently used idle one is closed to open another (each open ledger holds
+            three file descriptors).
+        provider_timeout_s: Seconds each provider call may take before the chain's next
+            member answers instead (see :class:`~lowcarb._deadline.DeadlineProvider`);
+            None waits as long as the providers do.
         **engine_options: :class:`~lowcarb.EngineSpec` fields (``policy``, ``rounds``,
             ``fairness``, ``energy``, ...) applied to ``spec``.
+
+    Raises:
+        LedgerError: If another process holds the state directory (naming it), or the
+            directory cannot be locked.
 
     Example:
         >>> engines = TaskEngines(provider="default")
@@ -127,21 +170,38 @@ class TaskEngines:
         clock: Clock | None = None,
         settings: Settings | None = None,
         spec_for: SpecFactory | None = None,
+        max_tasks: int = 10_000,
+        max_open: int = 64,
+        provider_timeout_s: float | None = None,
         **engine_options: Any,
     ) -> None:
+        self.max_tasks = _positive("max_tasks", max_tasks)
+        self.max_open = _positive("max_open", max_open)
+        if provider_timeout_s is not None:
+            DeadlineProvider.check_timeout(provider_timeout_s)
+        self.provider_timeout_s = provider_timeout_s
+        self.spec = EngineSpec.resolve(provider, spec, settings=settings, **engine_options)
         self.state_dir = None if state_dir is None else Path(state_dir)
+        self._state_lock: StateLock | None = None
+        self._task_ids: set[str] = set()
         if self.state_dir is not None:
             if self.state_dir.exists() and not self.state_dir.is_dir():
                 raise InvalidInputError(f"state directory {self.state_dir} is not a directory")
             self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.spec = EngineSpec.resolve(provider, spec, settings=settings, **engine_options)
+            self._state_lock = StateLock.acquire(self.state_dir)
+            # Read once: afterwards the registry knows every task it creates.
+            for path in self.state_dir.glob(f"*{_LEDGER_SUFFIX}"):
+                name = path.name[: -len(_LEDGER_SUFFIX)]
+                if _TASK_ID.fullmatch(name):
+                    self._task_ids.add(name)
         self._provider_arg = provider if isinstance(provider, CarbonProvider) else None
         self._provider: ProviderChain | None = None
         self._clock: Clock = clock or SystemClock()
         self._spec_for = spec_for
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
-        self._engines: dict[str, SelectionEngine] = {}
+        # Open engines, least recently used first.
+        self._engines: OrderedDict[str, SelectionEngine] = OrderedDict()
         self._closed = False
 
     def __repr__(self) -> str:
@@ -162,14 +222,27 @@ class TaskEngines:
         with self._guard:
             if self._provider is None:
                 if self._provider_arg is not None:
-                    self._provider = ProviderChain.of(
+                    chain = ProviderChain.of(
                         self._provider_arg,
                         default_fallback=self.spec.default_fallback,
                         clock=self._clock,
                     )
                 else:
-                    self._provider = self.spec.open_chain(clock=self._clock)
+                    chain = self.spec.open_chain(clock=self._clock)
+                if self.provider_timeout_s is not None:
+                    timeout = self.provider_timeout_s
+                    chain = ProviderChain(
+                        [DeadlineProvider(m, timeout_s=timeout) for m in chain.members],
+                        clock=self._clock,
+                    )
+                self._provider = chain
             return self._provider
+
+    @property
+    def provider_name(self) -> str | None:
+        """The chain's primary provider, or None before the chain is opened (never waits)."""
+        chain = self._provider
+        return None if chain is None else chain.name
 
     @property
     def clock(self) -> Clock:
@@ -187,9 +260,20 @@ class TaskEngines:
         return spec.replace(run_id=task_id, ledger=None)
 
     def _open(self, task_id: str) -> SelectionEngine:
-        engine = self._engines.get(task_id)
-        if engine is not None:
-            return engine
+        """The task's engine, opening it (the caller holds the task's lock)."""
+        with self._guard:
+            engine = self._engines.get(task_id)
+            if engine is not None:
+                self._engines.move_to_end(task_id)
+                return engine
+            if task_id not in self._task_ids and len(self._task_ids) >= self.max_tasks:
+                raise TaskLimitError(
+                    f"task {task_id!r} would be task {self.max_tasks + 1}; this registry "
+                    f"holds at most {self.max_tasks} tasks",
+                    limit=self.max_tasks,
+                )
+        if self.state_dir is not None:
+            self._make_room()
         path = None if self.state_dir is None else self.state_dir / f"{task_id}{_LEDGER_SUFFIX}"
         ledger = Ledger(path)
         try:
@@ -199,13 +283,39 @@ class TaskEngines:
         except BaseException:
             ledger.close()
             raise
-        self._engines[task_id] = engine
+        with self._guard:
+            self._engines[task_id] = engine
+            self._task_ids.add(task_id)
         return engine
+
+    def _make_room(self) -> None:
+        """Close least recently used idle ledgers until one more fits under ``max_open``.
+
+        A task in use (its lock held by another thread) is skipped: the pool may then
+        exceed ``max_open`` by the number of rounds in progress, never more.
+        """
+        with self._guard:
+            excess = len(self._engines) - self.max_open + 1
+            candidates = [(t, self._locks[t]) for t in self._engines] if excess > 0 else []
+        for task_id, lock in candidates:
+            if excess <= 0:
+                break
+            if not lock.acquire(blocking=False):
+                continue
+            try:
+                with self._guard:
+                    engine = self._engines.pop(task_id, None)
+                if engine is not None:
+                    engine.ledger.close()
+                    excess -= 1
+            finally:
+                lock.release()
 
     def get(self, task_id: str) -> SelectionEngine:
         """The task's engine, opened (and its run resumed from its ledger) on first use.
 
-        Use :meth:`session` to hold the task's lock while calling the engine directly.
+        Use :meth:`session` to hold the task's lock while calling the engine directly:
+        without it, an idle engine's ledger may be closed to make room for other tasks.
 
         Raises:
             InvalidInputError: For an invalid task id or a closed registry.
@@ -222,14 +332,13 @@ class TaskEngines:
             yield self._open(task_id)
 
     def tasks(self) -> list[str]:
-        """Ids of the open tasks and of those with a ledger in the state directory."""
-        found = set(self._engines.copy())  # copy() is atomic; iterating is not
-        if self.state_dir is not None:
-            for path in self.state_dir.glob(f"*{_LEDGER_SUFFIX}"):
-                name = path.name[: -len(_LEDGER_SUFFIX)]
-                if _TASK_ID.fullmatch(name):
-                    found.add(name)
-        return sorted(found)
+        """Ids of every task: those found in the state directory and those created since."""
+        with self._guard:
+            return sorted(self._task_ids)
+
+    def has_task(self, task_id: str) -> bool:
+        """Whether ``task_id`` is a task of this registry (without opening it)."""
+        return task_id in self._task_ids
 
     # -- rounds ---------------------------------------------------------------------------
 
@@ -321,13 +430,17 @@ class TaskEngines:
     # -- lifecycle --------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close every ledger and the shared provider; the registry cannot be used after."""
+        """Close every ledger, the shared provider and the state directory's lock.
+
+        The registry cannot be used after.
+        """
         with self._guard:
             self._closed = True
             locks = dict(self._locks)
             provider, self._provider = self._provider, None
         for task_id, lock in locks.items():
-            with lock:  # let a round in progress finish writing its ledger
+            # Taking the task's lock lets a round in progress finish writing its ledger.
+            with lock, self._guard:
                 engine = self._engines.pop(task_id, None)
             if engine is not None:
                 engine.ledger.close()
@@ -335,6 +448,8 @@ class TaskEngines:
                     engine.provider.close()
         if provider is not None:
             provider.close()
+        if self._state_lock is not None:
+            self._state_lock.release()
 
     def __enter__(self) -> TaskEngines:
         return self

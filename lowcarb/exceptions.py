@@ -9,6 +9,7 @@ The tree (builtin mix-ins in brackets, so ``except ValueError`` in user code als
     ├─ InvalidInputError [ValueError]
     │  ├─ UnknownZoneError (.zone, .suggestions)
     │  └─ DataValidationError (.source)
+    ├─ LedgerError (.path)
     └─ ProviderError (.provider, .status_code)
        ├─ AuthenticationError
        ├─ RateLimitedError (.retry_after)
@@ -30,6 +31,7 @@ __all__ = [
     "ConfigurationError",
     "DataValidationError",
     "InvalidInputError",
+    "LedgerError",
     "LowcarbError",
     "MissingCredentialError",
     "NoDataError",
@@ -118,6 +120,23 @@ class DataValidationError(InvalidInputError):
     def __init__(self, message: str, source: str = "") -> None:
         self.source = source
         super().__init__(f"{source}: {message}" if source else message)
+
+
+class LedgerError(LowcarbError):
+    """The participation ledger cannot be opened, read or written.
+
+    The storage is at fault, not the caller's input: a read-only folder, a full disk, a
+    file that is not a lowcarb ledger, a state folder another process holds. Nothing
+    already recorded is lost. The message names the ledger by its file name only, so that
+    it can be shown to remote callers; ``path`` has the whole path, for logs.
+
+    Attributes:
+        path: The ledger file or state folder, or None for an in-memory ledger.
+    """
+
+    def __init__(self, message: str, *, path: object = None) -> None:
+        self.path = path
+        super().__init__(message)
 
 
 class ProviderError(LowcarbError):

@@ -323,6 +323,7 @@ def test_a_restart_continues_from_the_saved_model_and_the_ledger(tmp_path: Path)
     assert sorted(p.name for p in state.iterdir() if not p.name.endswith(("-wal", "-shm"))) == [
         f"{TASK}.ledger.sqlite",
         f"{TASK}.model.npz",
+        "lowcarb.lock",
     ]
 
 

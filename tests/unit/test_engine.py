@@ -351,7 +351,8 @@ def test_energy_of_candidates_left_out_is_recorded_and_checked(table, clock, tmp
     for bad, match in (
         ({decision.selected[0]: 0.01}, "not a candidate left out"),
         ({"nobody": 0.01}, "not a candidate left out"),
-        ({left_out: -1.0}, ">= 0 kWh"),
+        ({left_out: -1.0}, r"\(kWh\) must be a finite number between 0 and 10000"),
+        ({left_out: 10**400}, r"\(kWh\) must be a finite number between 0 and 10000"),
     ):
         with pytest.raises(InvalidInputError, match=match):
             engine.complete(decision, excluded_energy_kwh=bad)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lowcarb import DataValidationError, InvalidInputError
+from lowcarb import InvalidInputError, LedgerError
 from lowcarb._ledger import ClientRound, Ledger, RoundRecord
 
 T0 = datetime(2024, 6, 1, 12, tzinfo=UTC)
@@ -439,7 +439,7 @@ def test_a_newer_schema_version_is_refused(tmp_path):
     Ledger(path).close()
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE meta SET value='3' WHERE key='schema'")
-    with pytest.raises(DataValidationError, match="ledger schema 3; this lowcarb reads 2.*newer"):
+    with pytest.raises(LedgerError, match="ledger schema 3; this lowcarb reads 2.*newer"):
         Ledger(path)
 
 
@@ -464,9 +464,12 @@ def test_a_file_that_is_not_sqlite_is_refused_and_left_alone(tmp_path):
     path = tmp_path / "notes.db"
     garbage = b"this is definitely not an SQLite database\n" * 200
     path.write_bytes(garbage)
-    with pytest.raises(DataValidationError, match="is not a lowcarb ledger") as excinfo:
+    with pytest.raises(
+        LedgerError, match="notes.db: cannot open it: the file is not an SQLite"
+    ) as excinfo:
         Ledger(path)
-    assert str(path) in str(excinfo.value)
+    # The file's name, never its folder: the message may be shown to remote callers.
+    assert str(tmp_path) not in str(excinfo.value) and excinfo.value.path == path
     assert isinstance(excinfo.value.__cause__, sqlite3.DatabaseError)
     assert path.read_bytes() == garbage
 
@@ -618,3 +621,158 @@ def test_sigkill_mid_run_loses_no_committed_round_and_leaves_no_partial_one(tmp_
         after = led.participation("crash")
         assert after["c00"] == before["c00"] + 1 and after["new"] == 1
         led.check()
+
+
+# -- storage faults and implausible values --------------------------------------------------
+
+
+def test_a_foreign_sqlite_database_is_refused_and_left_alone(tmp_path):
+    path = tmp_path / "app.sqlite"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE users (name TEXT)")
+    before = path.read_bytes()
+    with pytest.raises(LedgerError, match="SQLite database of something else .tables users"):
+        Ledger(path)
+    assert path.read_bytes() == before
+    with closing(sqlite3.connect(path)) as db:
+        tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master")}
+    assert tables == {"users"}  # no ledger table was added to it
+
+
+def test_a_path_that_is_not_a_regular_file_is_refused(tmp_path):
+    fifo = tmp_path / "pipe.sqlite"
+    os.mkfifo(fifo)
+    with pytest.raises(LedgerError, match="pipe.sqlite is not a regular file"):
+        Ledger(fifo)
+
+
+def test_a_folder_that_cannot_be_created_is_a_ledger_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(LedgerError, match="its folder cannot be created") as excinfo:
+        Ledger(blocker / "sub" / "l.sqlite")
+    assert str(tmp_path) not in str(excinfo.value)
+
+
+@pytest.mark.parametrize(
+    ("pragma", "meaning"),
+    [
+        # SQLite's own limit on the file's pages is how a full disk looks to it.
+        ("PRAGMA max_page_count = {pages}", "the disk is full"),
+        ("PRAGMA query_only = ON", "it is read-only"),
+    ],
+)
+def test_a_storage_fault_is_a_ledger_error_and_loses_nothing(tmp_path, pragma, meaning):
+    path = tmp_path / "task.ledger.sqlite"
+    with Ledger(path) as led:
+        led.open_run("r", config={}, now=T0)
+        led.record_round("r", record(1))
+        before = snapshot(led)
+        pages = led._db.execute("PRAGMA page_count").fetchone()[0]
+        led._db.execute(pragma.format(pages=pages))
+        many = tuple(cr(f"client-{i:04d}-" + "x" * 200) for i in range(200))
+        with pytest.raises(
+            LedgerError, match=f"ledger task.ledger.sqlite: cannot .*: {meaning}"
+        ) as exc:
+            led.record_round("r", record(2, *many))
+        assert str(tmp_path) not in str(exc.value)
+        with pytest.raises(LedgerError, match=meaning):
+            led.complete_round(
+                "r",
+                1,
+                completed_at=T0 + 2 * H,
+                metrics={"m" * 500: 1.0} | {f"k{i}": 1.0 for i in range(3000)},
+            )
+        assert snapshot(led) == before
+    with Ledger(path) as led:  # and nothing half-written is found after a restart
+        assert [r.round for r in led.rounds("r")] == [1]
+        assert led.rounds("r")[0].completed_at is None
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"energy_kwh": {"a": 1e308}},
+            r"energy_kwh \(kWh\)\['a'\] must be a finite number between 0 and 10000",
+        ),
+        ({"energy_kwh": {"a": 10**400}}, "must be a finite number between 0 and 10000"),
+        ({"energy_kwh": {"a": -1.0}}, "must be a finite number between"),
+        ({"energy_kwh": {"a": float("nan")}}, "must be a finite number between"),
+        ({"energy_kwh": {"a": True}}, "must be a number"),
+        (
+            {"actual": {"DE": 3001.0}},
+            r"actual \(gCO2eq/kWh\)\['DE'\] must be a finite number between 0 and 3000",
+        ),
+        ({"actual": {"\ud800": 100.0}}, "lone surrogate"),
+        (
+            {"metrics": {"loss": 1e300}},
+            "metrics\\['loss'\\] must be a finite number between -1e\\+12 and 1e\\+12",
+        ),
+        ({"metrics": {"\ud800": 1.0}}, "a key of round 1: metrics .* lone surrogate"),
+        ({"details": {"note": "\udcff"}}, "cannot record"),
+        (
+            {"excluded": [ClientRound("late", "DE", 1e308, "reported", 100.0)]},
+            "excluded: energy_kwh of 'late'",
+        ),
+        ({"excluded": [ClientRound("\ud800", "DE", 1.0, "reported", 100.0)]}, "lone surrogate"),
+        ({"random_actual_g": float("inf")}, "random_actual_g must be a finite number between"),
+    ],
+)
+def test_implausible_or_unencodable_outcomes_are_refused_before_anything_is_written(
+    ledger, changes, message
+):
+    ledger.record_round("r", record(1))
+    before = snapshot(ledger)
+    with pytest.raises(InvalidInputError, match=message):
+        ledger.complete_round("r", 1, completed_at=T0 + 2 * H, **changes)
+    assert snapshot(ledger) == before
+
+
+@pytest.mark.parametrize(
+    ("clients", "changes", "message"),
+    [
+        (
+            (cr("a", energy=1e5),),
+            {},
+            "energy_kwh of 'a' .* must be a finite number between 0 and 10000",
+        ),
+        (
+            (cr("a", used=1e9),),
+            {},
+            "intensity of 'a' .* must be a finite number between 0 and 3000",
+        ),
+        ((cr("\ud800"),), {}, "client id '.ud800' is not valid Unicode"),
+        ((cr("a", zone="DE\udc80"),), {}, "zone of 'a'"),
+        ((cr("a"),), {"metrics": {"acc": float("inf")}}, "metrics"),
+        ((cr("a"),), {"random_expected_g": 1e300}, "random_expected_g"),
+    ],
+)
+def test_implausible_rounds_are_not_recorded(ledger, clients, changes, message):
+    with pytest.raises(InvalidInputError, match=message):
+        ledger.record_round("r", record(1, *clients, **changes))
+    assert ledger.rounds_done("r") == 0 and ledger.participation("r") == {}
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
+        ledger.register_clients("r", {"b": "\ud83d"})
+    assert ledger.participation("r") == {}
+
+
+def test_every_accepted_value_reads_back_and_serializes(ledger):
+    """The largest plausible values are stored, read back, and are valid strict JSON."""
+    import json
+
+    ledger.record_round("r", record(1, cr("a", energy=1e4, used=3000.0), cr("é-ü", "FR")))
+    done = ledger.complete_round(
+        "r",
+        1,
+        completed_at=T0 + 2 * H,
+        energy_kwh={"a": 1e4},
+        actual={"DE": 3000.0},
+        metrics={"accuracy": 0.9, "loss": -1e12, "名前": 1e12},
+        excluded=[ClientRound("late", "DE", 1e4, "reported", 3000.0)],
+    )
+    assert done.emissions_g == pytest.approx(1e4 * 3000 + 1.0 * 100.0)
+    text = json.dumps(
+        [dataclasses.asdict(r) for r in ledger.rounds("r")], default=str, allow_nan=False
+    )
+    text.encode("utf-8")

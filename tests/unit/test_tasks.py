@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from lowcarb import Client, Decision, EngineSpec, ManualClock
+from lowcarb import Capabilities, CarbonProvider, Client, Decision, EngineSpec, ManualClock
 from lowcarb._ledger import Ledger
-from lowcarb._tasks import RoundConflictError, TaskEngines, check_task_id
+from lowcarb._tasks import RoundConflictError, TaskEngines, TaskLimitError, check_task_id
 from lowcarb.backends import DefaultProvider
-from lowcarb.exceptions import DataValidationError, InvalidInputError
+from lowcarb.exceptions import DataValidationError, InvalidInputError, LedgerError
 
 START = datetime(2025, 3, 3, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -43,10 +47,11 @@ def test_valid_task_ids_pass(good: str) -> None:
 def test_task_ids_unsafe_as_file_names_are_refused(bad: object, tmp_path) -> None:
     with pytest.raises(InvalidInputError, match="task id"):
         check_task_id(bad)
-    engines = _engines(tmp_path, ManualClock(START))
-    with pytest.raises(InvalidInputError, match="task id"):
-        engines.get(bad)  # type: ignore[arg-type]
-    assert list(tmp_path.iterdir()) == []
+    with _engines(tmp_path, ManualClock(START)) as engines:
+        with pytest.raises(InvalidInputError, match="task id"):
+            engines.get(bad)  # type: ignore[arg-type]
+        assert engines.tasks() == []
+    assert [p.name for p in tmp_path.iterdir()] == ["lowcarb.lock"]
 
 
 def test_a_restart_continues_each_task_where_it_stopped(tmp_path) -> None:
@@ -107,8 +112,9 @@ def test_a_round_is_completed_and_replayed_after_100_later_rounds_and_a_restart(
             "accuracy": 0.5,
             "loss": 1.0,
         }
-    # Nothing beside the ledger: SQLite's WAL files are gone once it is closed.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.ledger.sqlite"]
+    # Nothing beside the ledger and the folder's lock: SQLite's WAL files are gone once
+    # it is closed, and so is the lock's holder record.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lowcarb.lock", "t.ledger.sqlite"]
 
 
 def test_tasks_are_isolated(tmp_path) -> None:
@@ -241,3 +247,165 @@ def test_a_file_as_state_dir_is_refused(tmp_path) -> None:
     path.write_text("")
     with pytest.raises(InvalidInputError, match="not a directory"):
         TaskEngines(path, provider="default")
+
+
+# -- bounded resources: open ledgers, tasks, the state folder, provider calls ---------------
+
+
+def test_idle_ledgers_are_closed_to_keep_at_most_max_open(tmp_path) -> None:
+    clock = ManualClock(START)
+    tasks = [f"t{i}" for i in range(10)]
+    with _engines(tmp_path, clock, max_open=3) as engines:
+        for _ in range(2):
+            for task in tasks:
+                engines.select(task, CLIENTS, 2)
+                assert len(engines._engines) <= 3
+            clock.advance(HOUR)
+        # A reopened task continues where it stopped, its earlier rounds still completable.
+        for task in tasks:
+            with engines.session(task) as engine:
+                assert engine.rounds_done == 2
+            assert engines.complete(task, 1, metrics={"loss": 1.0}).round == 1
+        assert engines.tasks() == sorted(tasks)
+        assert all(engines.has_task(t) for t in tasks) and not engines.has_task("t99")
+
+
+def test_a_task_past_max_tasks_is_refused_and_the_others_keep_working(tmp_path) -> None:
+    clock = ManualClock(START)
+    with _engines(tmp_path, clock, max_tasks=2) as engines:
+        engines.select("a", CLIENTS, 2)
+        engines.select("b", CLIENTS, 2)
+        with pytest.raises(TaskLimitError, match="holds at most 2 tasks") as info:
+            engines.select("c", CLIENTS, 2)
+        assert info.value.limit == 2
+        assert engines.select("a", CLIENTS, 2).decision.round == 2
+    assert not (tmp_path / "c.ledger.sqlite").exists()
+    # Tasks on disk count after a restart too.
+    with _engines(tmp_path, clock, max_tasks=2) as engines, pytest.raises(TaskLimitError):
+        engines.get("c")
+
+
+@pytest.mark.parametrize("kw", [{"max_tasks": 0}, {"max_open": -1}, {"max_open": True}])
+def test_bad_bounds_are_refused(kw: dict[str, Any]) -> None:
+    with pytest.raises(InvalidInputError, match="must be a positive integer"):
+        _engines(None, ManualClock(START), **kw)
+
+
+def test_a_held_state_folder_is_refused_naming_its_holder(tmp_path) -> None:
+    clock = ManualClock(START)
+    with _engines(tmp_path, clock) as first:
+        first.select("t", CLIENTS, 2)
+        with pytest.raises(LedgerError, match=rf"in use by process {os.getpid()} on .* \(since "):
+            _engines(tmp_path, clock)
+        assert first.select("t", CLIENTS, 2).decision.round == 2  # the holder is unharmed
+    with _engines(tmp_path, clock) as second:  # released on close
+        assert second.get("t").rounds_done == 2
+
+
+@pytest.mark.slow
+def test_a_second_process_cannot_take_a_held_state_folder(tmp_path) -> None:
+    code = (
+        "import sys\n"
+        "from lowcarb import TaskEngines\n"
+        "from lowcarb.exceptions import LedgerError\n"
+        "try:\n"
+        "    TaskEngines(sys.argv[1], provider='default')\n"
+        "except LedgerError as exc:\n"
+        "    print(exc); sys.exit(3)\n"
+    )
+    with _engines(tmp_path, ManualClock(START)):
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
+    assert done.returncode == 3, done.stderr
+    assert f"in use by process {os.getpid()}" in done.stdout
+
+
+class HangingProvider(CarbonProvider):
+    """Lists its zones at once, then never answers for data until released."""
+
+    name = "hanging"
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__()
+        self.release = release
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities("average", "lifecycle", HOUR, timedelta(hours=24))
+
+    def served_zones(self) -> list[str]:
+        return ["DE", "GB", "SG", "ZA", "KR"]
+
+    def _hang(self, *args: object) -> Any:
+        self.release.wait(60)  # bounded, so that a broken test cannot hang the suite
+        raise RuntimeError("released")
+
+    _latest = _history = _forecast = _hang
+
+
+def test_a_hanging_provider_is_passed_by_after_the_deadline(tmp_path) -> None:
+    clock = ManualClock(START)
+    release = threading.Event()
+    engines = TaskEngines(
+        None, provider=HangingProvider(release), clock=clock, provider_timeout_s=0.2, rounds=6
+    )
+    try:
+        decisions: list[Decision] = []
+
+        def select(task: str) -> None:
+            decisions.append(engines.select(task, CLIENTS, 2).decision)
+
+        threads = [threading.Thread(target=select, args=(f"t{i}",)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert len(decisions) == 8
+        for decision in decisions:
+            assert decision.signal["provider"] == "default"
+            assert "hanging" in decision.signal["notes"][0]
+            assert "signal fallback" in decision.reason
+        notes = " ".join(n for d in decisions for n in d.signal["notes"])
+        assert "no answer to forecast within 0.2 s" in notes
+        # No more than four calls wait on the provider; the others fail at once.
+        assert "earlier calls are still waiting" in notes
+    finally:
+        release.set()
+        engines.close()
+
+
+def test_a_bad_provider_timeout_is_refused() -> None:
+    for bad in (0, -1, float("nan"), "5", True):
+        with pytest.raises(InvalidInputError, match="provider timeout"):
+            TaskEngines(provider="default", provider_timeout_s=bad)
+
+
+@pytest.mark.slow
+def test_many_more_tasks_than_file_descriptors(tmp_path) -> None:
+    """120 tasks, each a ledger of three descriptors, under a limit of 128 descriptors."""
+    code = """
+import resource, sys
+from datetime import UTC, datetime, timedelta
+from lowcarb import Client, ManualClock, TaskEngines
+from lowcarb.backends import DefaultProvider
+
+resource.setrlimit(resource.RLIMIT_NOFILE, (128, 128))
+clock = ManualClock(datetime(2025, 3, 3, tzinfo=UTC))
+clients = [Client(f"c{i}", z) for i, z in enumerate(["DE", "GB", "SG", "ZA"])]
+with TaskEngines(sys.argv[1], provider=DefaultProvider(clock=clock), clock=clock,
+                 rounds=4, max_open=16) as engines:
+    for round_ in (1, 2):
+        for i in range(120):
+            engines.select(f"task-{i}", clients, 2, round=round_)
+            engines.complete(f"task-{i}", round_, metrics={"loss": 1.0})
+        clock.advance(timedelta(hours=1))
+    print(len(engines.tasks()), sum(engines.get(f"task-{i}").rounds_done for i in range(120)))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["120", "240"]
+    with Ledger(tmp_path / "task-119.ledger.sqlite") as ledger:
+        assert [r.completed_at is not None for r in ledger.rounds("task-119")] == [True, True]
