@@ -32,8 +32,12 @@ SCRIPT = textwrap.dedent(
             self.pid = pid
         def get_properties(self, config):
             return {"zone": ZONES[self.pid]}
+        def get_parameters(self, config):
+            return [np.zeros(2)]
         def fit(self, parameters, config):
             return [p + 1.0 for p in parameters], 10, {}
+        def evaluate(self, parameters, config):
+            return float(parameters[0][0]), 10, {}
 
     def client_fn(context):
         return Node(int(context.node_config["partition-id"])).to_client()
@@ -42,9 +46,11 @@ SCRIPT = textwrap.dedent(
     engine = SelectionEngine(DefaultProvider(clock=clock), ledger=Ledger(), rounds=3,
                              clock=clock, round_interval=timedelta(hours=1))
     manager = CarbonAwareClientManager(engine)
+    # No initial parameters and client-side evaluation: Flower's server samples a client
+    # for the first and FedAvg samples for the second; neither is a training round.
     strategy = fl.server.strategy.FedAvg(
-        fraction_fit=0.34, min_fit_clients=2, fraction_evaluate=0.0, min_available_clients=6,
-        initial_parameters=fl.common.ndarrays_to_parameters([np.zeros(2)]))
+        fraction_fit=0.34, min_fit_clients=2, fraction_evaluate=0.34, min_evaluate_clients=2,
+        min_available_clients=6)
     fl.simulation.start_simulation(
         client_fn=client_fn, num_clients=6, client_manager=manager, strategy=strategy,
         config=fl.server.ServerConfig(num_rounds=3), client_resources={"num_cpus": 1},
@@ -64,7 +70,10 @@ def test_start_simulation_samples_through_the_engine(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr[-4000:]
     doc = json.loads(done.stdout.strip().splitlines()[-1])
+    # 3 Flower rounds are 3 engine rounds, each keeping its fair-share quotas.
     assert doc["rounds_done"] == 3
+    assert "quotas missed" not in done.stdout + done.stderr
+    assert "Requesting initial parameters from one random client" in done.stdout + done.stderr
     assert Counter(doc["zones"].values()) == Counter(
         ["BR-CS", "CA-ON", "ZA", "AU-NSW", "BR-CS", "ZA"]
     )

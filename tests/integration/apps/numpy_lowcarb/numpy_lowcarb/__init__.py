@@ -1,0 +1,1 @@
+"""numpy-lowcarb: Flower's NumPy quickstart with carbon-aware node selection."""
