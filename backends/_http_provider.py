@@ -155,6 +155,10 @@ class HttpProvider(CarbonProvider):
     default_base_url: ClassVar[str] = ""
     #: A failed :meth:`_zones_flow` is raised again, not sent again, for this long.
     zones_retry_after: ClassVar[timedelta] = timedelta(minutes=1)
+    #: Whether zone checks need what :meth:`_zones_flow` fetches (the zones a key may
+    #: read): the async face then fetches it before every call. False for data that only
+    #: describes zones (names): fetched when a location is resolved, or on first use.
+    zones_flow_checks_zones: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -279,7 +283,8 @@ class HttpProvider(CarbonProvider):
         For a provider whose zones come from the API (a key that may read some zones
         only): its result is kept for the provider's life and read with
         :meth:`_fetched_zones`. Each face runs it through its own driver before zones
-        are checked, so the async face never blocks on the sync client. A failure is
+        are checked (or, with :attr:`zones_flow_checks_zones` False, before a location is
+        resolved), so the async face never blocks on the sync client. A failure is
         raised again, without a request, for :attr:`zones_retry_after`.
         """
         return None
@@ -527,12 +532,12 @@ class AsyncHttpProvider(AsyncCarbonProvider):
 
     async def served_zones(self) -> list[str]:
         """The provider's zones."""
-        await self._fetch_zones()
+        await self._fetch_zones(checks=True)
         return self.provider.served_zones()
 
     async def default_zones(self) -> list[str]:
         """The provider's default zones."""
-        await self._fetch_zones()
+        await self._fetch_zones(checks=True)
         return self.provider.default_zones()
 
     def zones(self) -> list[ZoneInfo]:
@@ -541,21 +546,22 @@ class AsyncHttpProvider(AsyncCarbonProvider):
 
     async def resolve(self, location: str) -> ZoneResolution:
         """See :meth:`HttpProvider.resolve`."""
-        await self._fetch_zones()
         flow = self.provider._resolve_flow(location)
+        # A lookup over HTTP checks zones; a local resolution may need their description.
+        await self._fetch_zones(checks=flow is not None)
         if flow is None:
             return self.provider._resolve_locally(location)
         return await self._driver.run(flow)
 
     async def latest(self, zones: Any) -> IntensitySeries:
         """See :meth:`CarbonProvider.latest`."""
-        await self._fetch_zones()
+        await self._fetch_zones(checks=True)
         checked = self.provider._check_zones(zones)
         return await self._driver.run(self.provider._latest_flow(checked))
 
     async def history(self, zones: Any, start: datetime, end: datetime) -> IntensitySeries:
         """See :meth:`CarbonProvider.history`."""
-        await self._fetch_zones()
+        await self._fetch_zones(checks=True)
         checked = self.provider._check_zones(zones)
         start, end = check_range(start, end)
         return await self._driver.run(self.provider._history_flow(checked, start, end))
@@ -567,7 +573,7 @@ class AsyncHttpProvider(AsyncCarbonProvider):
         horizon: timedelta = timedelta(hours=24),
     ) -> IntensitySeries:
         """See :meth:`CarbonProvider.forecast`."""
-        await self._fetch_zones()
+        await self._fetch_zones(checks=True)
         checked = self.provider._check_zones(zones)
         first = self.provider.forecast_start(start, horizon)
         return await self._driver.run(self.provider._forecast_flow(checked, first, horizon))
@@ -580,13 +586,18 @@ class AsyncHttpProvider(AsyncCarbonProvider):
         """Run one of the provider's flows over this face's client (for extra operations)."""
         return await self._driver.run(flow)
 
-    async def _fetch_zones(self) -> None:
+    async def _fetch_zones(self, *, checks: bool) -> None:
         """Run the provider's zones flow over the async client, if it still has to run.
 
-        A failure is only recorded: the zone checks then raise it (or the provider falls
-        back on zones it knows), without another request.
+        ``checks``: the caller is about to check zones (else to describe or resolve them
+        locally); a provider whose zones flow only describes zones
+        (``zones_flow_checks_zones`` False) is not asked for checks. A failure
+        is only recorded: the zone checks then raise it (or the provider falls back on
+        zones it knows), without another request.
         """
         provider = self.provider
+        if checks and not provider.zones_flow_checks_zones:
+            return
         try:
             flow = provider._pending_zones_flow()
         except ProviderError:

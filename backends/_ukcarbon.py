@@ -7,12 +7,16 @@ so lowcarb labels it basis ``direct``; it is not comparable with life-cycle numb
 key, no documented rate limit, licence CC BY 4.0. Half-hourly; forecasts reach 48 hours.
 
 Zones. ``GB`` is the national series (Great Britain: England, Scotland and Wales; not
-Northern Ireland). The API's regions become ``GB-R<id>`` with the API's region id:
-1 North Scotland, 2 South Scotland, 3 North West England, 4 North East England,
-5 Yorkshire, 6 North Wales & Merseyside, 7 South Wales, 8 West Midlands, 9 East Midlands,
-10 East England, 11 South West England, 12 South England, 13 London, 14 South East
-England, 15 England, 16 Scotland, 17 Wales. A region's name (``London``) resolves to its
-zone, and ``postcode:RG10`` asks the API which region an outward postcode lies in.
+Northern Ireland). The API's regions become ``GB-R<id>`` with the API's region id, 1-17.
+Their names are the API's own: ``/regional`` lists them (asked once, when a name is
+needed: ``zones()``, resolving a name; the async face asks before its first call), and a
+region's short name (``London``) or DNO name (``UKPN London``) resolves to its zone. If
+the list cannot be read, lowcarb's copy of it stands in (:data:`REGIONS`, the names of
+captured answers of 2019-2025: 1 North Scotland, 2 South Scotland, 3 North West England,
+4 North East England, 5 Yorkshire, 6 North Wales and Merseyside, 7 South Wales, 8 West
+Midlands, 9 East Midlands, 10 East England, 11 South West England, 12 South England,
+13 London, 14 South East England, 15 England, 16 Scotland, 17 Wales). ``postcode:RG10``
+asks the API which region an outward postcode lies in.
 
 Endpoints used (``{from}``/``{to}`` are ``YYYY-MM-DDThh:mmZ``, on the half hour)::
 
@@ -20,8 +24,11 @@ Endpoints used (``{from}``/``{to}`` are ``YYYY-MM-DDThh:mmZ``, on the half hour)
     1 region   /regional/intensity/{from}/{to}/regionid/{id}   .../{from}/fw48h/regionid/{id}
     2+ regions /regional/intensity/{from}/{to}                 /regional/intensity/{from}/fw48h
     lookup     /regional/postcode/{outward postcode}
+    names      /regional                       (the current half-hour of every region)
 
-Several regions cost one request (the all-regions endpoint), not one each.
+Several regions cost one request (the all-regions endpoint), not one each. A window
+answers the half-hours that *end* in ``[from, to]``, so its first one ends at ``{from}``;
+each answer is cut to the half-hours that start in its window.
 
 What each call returns:
 
@@ -45,6 +52,7 @@ the request; gaps, duplicates and disorder follow :func:`~lowcarb.backends.toolk
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -69,6 +77,7 @@ from lowcarb.backends.toolkit import (
     ceil_time,
     floor_time,
     intensity_value,
+    parse_location,
     timestamp,
 )
 from lowcarb.exceptions import (
@@ -79,6 +88,8 @@ from lowcarb.exceptions import (
 )
 
 __all__ = ["UKCarbonIntensityProvider"]
+
+log = logging.getLogger("lowcarb.backends.ukcarbon")
 
 BASE_URL = "https://api.carbonintensity.org.uk"
 HALF_HOUR = timedelta(minutes=30)
@@ -93,15 +104,17 @@ LOOKUP_TTL = timedelta(days=1)
 
 NATIONAL = "GB"
 
-# Region id -> (name, representative point: lat, lon). Points are approximate load
-# centres, for `lowcarb zones` and maps, not borders.
+#: Region id -> (name, representative point: lat, lon). The names are the API's, as
+#: captured ``/regional`` answers of 2019, 2020 and 2025 spell them; they stand in when the
+#: API's own list cannot be read. Points are approximate load centres, for ``lowcarb
+#: zones`` and maps, not borders.
 REGIONS: dict[int, tuple[str, float, float]] = {
     1: ("North Scotland", 57.48, -4.22),
     2: ("South Scotland", 55.86, -4.25),
     3: ("North West England", 53.48, -2.24),
     4: ("North East England", 54.97, -1.61),
     5: ("Yorkshire", 53.80, -1.55),
-    6: ("North Wales & Merseyside", 53.41, -2.98),
+    6: ("North Wales and Merseyside", 53.41, -2.98),
     7: ("South Wales", 51.48, -3.18),
     8: ("West Midlands", 52.49, -1.89),
     9: ("East Midlands", 52.95, -1.15),
@@ -115,6 +128,7 @@ REGIONS: dict[int, tuple[str, float, float]] = {
     17: ("Wales", 52.30, -3.70),
 }
 
+_ZONE_ID = re.compile(r"^GB(-R\d+)?$", re.IGNORECASE)
 _OUTWARD = re.compile(r"^[A-Z]{1,2}[0-9][A-Z0-9]?$")
 _FULL_POSTCODE = re.compile(r"^([A-Z]{1,2}[0-9][A-Z0-9]?)\s*([0-9][A-Z]{2})$")
 
@@ -129,6 +143,11 @@ _ZONE_REGION = {region_zone(r): r for r in REGIONS}
 
 def _stamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%MZ")
+
+
+def _name_key(text: str) -> str:
+    """A region name as compared: case, spacing and ``&`` for ``and`` do not matter."""
+    return " ".join(text.replace("&", " and ").lower().split())
 
 
 def outward_postcode(text: str) -> str:
@@ -185,6 +204,8 @@ class UKCarbonIntensityProvider(HttpProvider):
 
     name = "ukcarbon"
     default_base_url = BASE_URL
+    # /regional only names the regions: no zone check waits for it.
+    zones_flow_checks_zones = False
 
     @dataclass(frozen=True)
     class Options(HttpOptions):
@@ -208,13 +229,14 @@ class UKCarbonIntensityProvider(HttpProvider):
         return [NATIONAL, *(region_zone(r) for r in REGIONS)]
 
     def zones(self) -> list[ZoneInfo]:
-        """The national zone and the 17 regions, with names."""
+        """The national zone and the 17 regions, named as the API names them."""
+        names = self.region_names()
         infos = [ZONE_CATALOG[NATIONAL]]
-        for region_id, (name, lat, lon) in REGIONS.items():
+        for region_id, (_, lat, lon) in REGIONS.items():
             infos.append(
                 ZoneInfo(
                     region_zone(region_id),
-                    name,
+                    names[region_id][0],
                     "Great Britain",
                     "Europe",
                     lat,
@@ -224,12 +246,55 @@ class UKCarbonIntensityProvider(HttpProvider):
             )
         return infos
 
+    def region_names(self) -> dict[int, tuple[str, str]]:
+        """Region id -> (short name, DNO name): the API's list, else lowcarb's copy.
+
+        The API's list is ``/regional``, asked once (see the module docstring); if it
+        cannot be read, :data:`REGIONS` stands in (without DNO names) and a warning says so.
+        """
+        try:
+            listed: dict[int, tuple[str, str]] = self._fetched_zones()
+        except ProviderError as exc:
+            log.warning("%s; the region names are lowcarb's own", exc)
+            listed = {}
+        return {
+            region_id: listed.get(region_id, (name, ""))
+            for region_id, (name, _, _) in REGIONS.items()
+        }
+
+    def _zones_flow(self) -> Flow[dict[int, tuple[str, str]]]:
+        """``/regional``: the API's own names of its regions (ids outside 1-17 ignored)."""
+        call = Call("/regional", cache_ttl=self._ttl(LOOKUP_TTL), label="region names")
+        (response,) = yield [call]
+        where = self._where(response)
+        names: dict[int, tuple[str, str]] = {}
+        for i, item in enumerate(self._data(self._payload(response, call), where)[:1]):
+            regions = self._list(
+                self._object(item, f"{where}: data[{i}]").get("regions"),
+                f"{where}: data[{i}].regions",
+            )
+            for k, region in enumerate(regions):
+                region = self._object(region, f"{where}: data[{i}].regions[{k}]")
+                region_id, short = region.get("regionid"), region.get("shortname")
+                dno = region.get("dnoregion")
+                # 18 is GB, served as the national zone.
+                if region_id in REGIONS and isinstance(short, str) and short.strip():
+                    names[region_id] = (short.strip(), dno.strip() if isinstance(dno, str) else "")
+        if not names:
+            raise ResponseParseError(f"{where} names none of regions 1-17", provider=self.name)
+        return names
+
     # -- resolving ------------------------------------------------------------------------
 
     def _resolve_locally(self, location: str) -> ZoneResolution:
-        text = " ".join(location.split()).lower()
-        for region_id, (name, _, _) in REGIONS.items():
-            if text == name.lower():
+        text = location.strip()
+        # Ids (served or not), coordinates and cloud regions need no names, nor a request.
+        if _ZONE_ID.match(text) or parse_location(text) or ":" in text:
+            return super()._resolve_locally(location)
+        key = _name_key(text)
+        for region_id, (short, dno) in self.region_names().items():
+            builtin = REGIONS[region_id][0]
+            if key in {_name_key(short), _name_key(builtin)} or (dno and key == _name_key(dno)):
                 return ZoneResolution(location, region_zone(region_id), "name")
         return super()._resolve_locally(location)
 

@@ -33,6 +33,7 @@ NOW_TEXT = "2024-06-01T12:10Z"
 SLOT = datetime(2024, 6, 1, 12, tzinfo=UTC)
 DAY_BEFORE = SLOT - timedelta(days=1)
 ALL_ZONES = ["GB", *(f"GB-R{i}" for i in range(1, 18))]
+HALF = timedelta(minutes=30)
 
 
 def provider(clock: ManualClock | None = None) -> UKCarbonIntensityProvider:
@@ -123,8 +124,11 @@ def test_history_national(vcr_cassette):
 @pytest.mark.vcr("history_region")
 def test_history_one_region(vcr_cassette):
     series = provider().history(["GB-R13"], DAY_BEFORE, SLOT)
-    items = {i["from"]: i for i in periods(body(vcr_cassette, "regionid/13"))}
-    assert len(series) == 48
+    answered = periods(body(vcr_cassette, "regionid/13"))
+    items = {i["from"]: i for i in answered}
+    # The API's first half-hour is the one ending at {from}: cut away, not a 49th value.
+    assert answered[0]["to"] == stamp(DAY_BEFORE)
+    assert len(series) == 48 and series.start == DAY_BEFORE
     for start in series.values.index:
         assert series.values.at[start, "GB-R13"] == items[stamp(start)]["intensity"]["forecast"]
     assert series.estimated_mask()["GB-R13"].all()
@@ -136,9 +140,12 @@ def test_history_one_region(vcr_cassette):
 @pytest.mark.vcr("forecast_national")
 def test_forecast_national_48h(vcr_cassette):
     series = provider().forecast(["GB"], horizon=timedelta(hours=48))
-    items = {i["from"]: i for i in periods(body(vcr_cassette, "fw48h"))}
+    answered = periods(body(vcr_cassette, "fw48h"))
+    items = {i["from"]: i for i in answered}
     assert series.is_forecast and series.issued_at == NOW
-    assert len(series) == 96 and series.start == SLOT
+    assert len(series) == 96 and series.start == SLOT and series.values["GB"].notna().all()
+    # 97 half-hours, those ending at {from} .. {from} + 48 h: the first is cut away.
+    assert answered[0]["to"] == stamp(SLOT) and answered[-1]["to"] == stamp(SLOT + 96 * HALF)
     for start in series.values.index:
         assert series.values.at[start, "GB"] == items[stamp(start)]["intensity"]["forecast"]
 
@@ -159,6 +166,20 @@ def test_forecast_region_sync_and_async_agree(vcr_cassette):
 
 
 # -- zone lookup ----------------------------------------------------------------------------
+
+
+@pytest.mark.vcr("regions")
+def test_region_names_are_the_apis_own(vcr_cassette):
+    p = provider()
+    (listed,) = body(vcr_cassette, "/regional")["data"]
+    names = {z.zone: z.name for z in p.zones()}
+    for region in listed["regions"]:
+        if region["regionid"] <= 17:
+            zone = f"GB-R{region['regionid']}"
+            assert names[zone] == region["shortname"]
+            assert p.resolve(region["shortname"]).zone == zone
+            assert p.resolve(region["dnoregion"]).zone == zone
+    assert vcr_cassette.play_count == 1  # asked once
 
 
 @pytest.mark.vcr("postcode_lookup")
@@ -293,14 +314,17 @@ def test_cli_resolve_postcode(capsys, vcr_cassette):
     assert json.loads(out)[0]["method"] == "provider"
 
 
-@pytest.mark.vcr("no_http")
-def test_cli_zones_needs_no_http(capsys, vcr_cassette):
+@pytest.mark.vcr("regions")
+def test_cli_zones_names_regions_as_the_api_does(capsys, vcr_cassette):
     code, out, err = run(capsys, "zones", "-p", "ukcarbon", "--json")
     assert code == 0, err
     zones = json.loads(out)["zones"]
     assert [z["zone"] for z in zones] == ALL_ZONES
     assert {"zone": "GB-R13", "name": "London"}.items() <= zones[ALL_ZONES.index("GB-R13")].items()
-    assert vcr_cassette.play_count == 0
+    (listed,) = body(vcr_cassette, "/regional")["data"]
+    six = next(r["shortname"] for r in listed["regions"] if r["regionid"] == 6)
+    assert zones[ALL_ZONES.index("GB-R6")]["name"] == six
+    assert vcr_cassette.play_count == 1
 
 
 @pytest.mark.handmade

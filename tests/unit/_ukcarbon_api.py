@@ -1,9 +1,19 @@
-"""A fake of the GB Carbon Intensity API for httpx.MockTransport, shaped like the docs.
+"""A fake of the GB Carbon Intensity API for httpx.MockTransport, shaped like real answers.
 
 It serves every endpoint the ``ukcarbon`` provider uses, for any window, with
 deterministic values; ``actual`` is published for half-hours before the fake's clock.
-Like the real API it pads ranges (one half-hour before ``{from}``, and the half-hour at
-``{to}``), which the provider must cut away. Knobs let tests break it.
+Shaped after answers other projects captured:
+
+* A window answers the half-hours that **end** in ``[from, to]``: the first is the one
+  ending at ``from`` (``/intensity/2020-05-21T21:00Z/fw24h`` answered 49 half-hours,
+  20:30-21:00 .. 20:30-21:00 the next day: emoncms/demandshaper's docs; the duplicate of
+  carbon-intensity/api-definitions#17 came from the half-hour ending at ``from``). The
+  provider must cut the first away.
+* Regional answers carry the API's own names: ``dnoregion`` and ``shortname`` of region
+  ids 1-18 as in captured ``/regional`` answers of 2019, 2020 and 2025 (6 is "North Wales
+  and Merseyside", 11 "South West England", 12 "South England", 18 "GB").
+
+Knobs let tests break it.
 """
 
 from __future__ import annotations
@@ -19,6 +29,27 @@ from lowcarb import ManualClock
 
 HALF_HOUR = timedelta(minutes=30)
 POSTCODES = {"RG10": 12, "SW1": 13, "M1": 3, "EH1": 2}
+#: Region id -> (dnoregion, shortname), as captured answers of /regional name them.
+NAMES: dict[int, tuple[str, str]] = {
+    1: ("Scottish Hydro Electric Power Distribution", "North Scotland"),
+    2: ("SP Distribution", "South Scotland"),
+    3: ("Electricity North West", "North West England"),
+    4: ("NPG North East", "North East England"),
+    5: ("NPG Yorkshire", "Yorkshire"),
+    6: ("SP Manweb", "North Wales and Merseyside"),
+    7: ("WPD South Wales", "South Wales"),
+    8: ("WPD West Midlands", "West Midlands"),
+    9: ("WPD East Midlands", "East Midlands"),
+    10: ("UKPN East", "East England"),
+    11: ("WPD South West", "South West England"),
+    12: ("SSE South", "South England"),
+    13: ("UKPN London", "London"),
+    14: ("UKPN South East", "South East England"),
+    15: ("England", "England"),
+    16: ("Scotland", "Scotland"),
+    17: ("Wales", "Wales"),
+    18: ("GB", "GB"),
+}
 
 
 def stamp(when: datetime) -> str:
@@ -40,7 +71,8 @@ class FakeUKCarbonAPI:
     Attributes:
         requests: Every request received.
         script: Responses (or exceptions) returned before normal service, in order.
-        pad: Emulate the real API padding ranges with neighbouring half-hours.
+        pad: Answer the half-hour ending at ``{from}`` too, as the real API does.
+        names: Region id -> (dnoregion, shortname) in every regional answer.
         object_data: Answer region-id endpoints with ``data`` as an object (else a list).
         drop: Interval starts left out of every answer.
         tamper: Applied to each JSON payload before it is sent.
@@ -51,6 +83,7 @@ class FakeUKCarbonAPI:
         self.requests: list[httpx.Request] = []
         self.script: list[httpx.Response | Exception] = []
         self.pad = True
+        self.names: dict[int, tuple[str, str]] = dict(NAMES)
         self.object_data = True
         self.drop: set[datetime] = set()
         self.tamper: Callable[[dict], dict] | None = None
@@ -73,17 +106,19 @@ class FakeUKCarbonAPI:
         elif parts[:2] == ["regional", "intensity"] and "regionid" in parts:
             region = int(parts[-1])
             periods = [self._period(t, region) for t in self._window(parts[2], parts[3])]
-            item = {
-                "regionid": region,
-                "dnoregion": "DNO",
-                "shortname": f"region {region}",
-                "data": periods,
-            }
+            item = {**self._names(region), "data": periods}
             payload = {"data": item if self.object_data else [item]}
+        elif parts == ["regional"]:  # the current half-hour, every region
+            slot = self.slot()
+            payload = {
+                "data": [
+                    {**self._times(slot), "regions": [self._region(slot, r) for r in self.names]}
+                ]
+            }
         elif parts[:2] == ["regional", "intensity"]:
             payload = {
                 "data": [
-                    {**self._times(t), "regions": [self._region(t, r) for r in range(1, 19)]}
+                    {**self._times(t), "regions": [self._region(t, r) for r in self.names]}
                     for t in self._window(parts[2], parts[3])
                 ]
             }
@@ -94,9 +129,7 @@ class FakeUKCarbonAPI:
             payload = {
                 "data": [
                     {
-                        "regionid": region,
-                        "dnoregion": "DNO",
-                        "shortname": "x",
+                        **self._names(region),
                         "postcode": parts[2],
                         "data": [self._period(self.slot(), region)],
                     }
@@ -115,8 +148,8 @@ class FakeUKCarbonAPI:
     def _window(self, first: str, last: str) -> list[datetime]:
         start = datetime.fromisoformat(first)
         end = start + timedelta(hours=48) if last == "fw48h" else datetime.fromisoformat(last)
-        if self.pad:
-            start, end = start - HALF_HOUR, end + HALF_HOUR
+        if self.pad:  # the half-hours that end in [from, to]: one starts before from
+            start -= HALF_HOUR
         out = []
         t = start
         while t < end:
@@ -136,11 +169,13 @@ class FakeUKCarbonAPI:
             "intensity": {"forecast": value, "actual": actual, "index": "moderate"},
         }
 
+    def _names(self, region: int) -> dict:
+        dno, short = self.names.get(region, ("DNO", f"region {region}"))
+        return {"regionid": region, "dnoregion": dno, "shortname": short}
+
     def _region(self, start: datetime, region: int) -> dict:
         return {
-            "regionid": region,
-            "dnoregion": "DNO",
-            "shortname": f"region {region}",
+            **self._names(region),
             "intensity": {"forecast": regional_value(start, region), "index": "low"},
             "generationmix": [{"fuel": "wind", "perc": 40.0}, {"fuel": "gas", "perc": 60.0}],
         }

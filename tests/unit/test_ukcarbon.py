@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -52,25 +53,56 @@ def test_zones_capabilities_and_registry(api, clock):
     p = make(api, clock)
     assert lowcarb.get_provider_class("ukcarbon") is UKCarbonIntensityProvider
     assert p.served_zones() == ["GB", *(f"GB-R{i}" for i in range(1, 18))]
-    names = {z.zone: z.name for z in p.zones()}
-    assert names["GB"] == "Great Britain" and names["GB-R13"] == "London"
-    assert names["GB-R6"] == "North Wales & Merseyside"
     caps = p.capabilities
     assert (caps.signal, caps.basis, caps.resolution) == ("average", "direct", HALF)
     assert caps.forecast_horizon == timedelta(hours=48)
     assert api.requests == []  # none of this touches the network
+    names = {z.zone: z.name for z in p.zones()}
+    assert names["GB"] == "Great Britain" and names["GB-R13"] == "London"
+    assert api.paths == ["/regional"]  # the region names are the API's own
 
 
-def test_region_names_resolve_without_a_request(api, clock):
+def test_region_names_are_the_apis_own(api, clock):
+    # lowcarb called region 6 "North Wales & Merseyside", the API "North Wales and
+    # Merseyside"; whatever the API calls a region is its name, and resolves.
+    api.names[11] = ("WPD South West", "Cornwall, Devon and beyond")
     p = make(api, clock)
-    assert p.resolve("london").zone == "GB-R13"
-    assert p.resolve("North  Scotland").zone == "GB-R1"
+    names = {z.zone: z.name for z in p.zones()}
+    assert names["GB-R6"] == "North Wales and Merseyside"
+    assert names["GB-R11"] == "Cornwall, Devon and beyond"
+    assert names["GB-R12"] == "South England"
+    found = p.resolve("North Wales and Merseyside")
+    assert (found.zone, found.method) == ("GB-R6", "name")
+    assert p.resolve("cornwall,  devon and beyond").zone == "GB-R11"
+    assert p.resolve("SP Manweb").zone == "GB-R6"  # the DNO's name too
+    assert p.resolve("North Wales & Merseyside").zone == "GB-R6"  # "&" reads as "and"
+    assert api.paths == ["/regional"]  # asked once
+
+
+def test_region_names_fall_back_to_lowcarbs_when_the_api_cannot_say(api, clock, caplog):
+    api.script = [error(500, "Requested resource not found.")]
+    p = make(api, clock)
+    with caplog.at_level(logging.WARNING, logger="lowcarb.backends.ukcarbon"):
+        names = {z.zone: z.name for z in p.zones()}
+    assert (
+        names["GB-R6"] == "North Wales and Merseyside" and names["GB-R11"] == "South West England"
+    )
+    assert "region names" in caplog.text and "lowcarb's own" in caplog.text
+    assert p.resolve("London").zone == "GB-R13"
+    assert api.paths == ["/regional"]  # the failure is not asked again at once
+
+
+def test_region_names_resolve_ids_and_places_without_a_request(api, clock):
+    p = make(api, clock)
     assert p.resolve("gb-r7").method == "zone"
     assert p.resolve("51.5,-0.1").zone == "GB"  # coordinates: the national zone
     assert p.resolve("aws:eu-west-2").zone == "GB"
     with pytest.raises(UnknownZoneError, match="Did you mean"):
         p.resolve("GB-R99")
     assert api.requests == []
+    assert p.resolve("london").zone == "GB-R13"
+    assert p.resolve("North  Scotland").zone == "GB-R1"
+    assert api.paths == ["/regional"]
 
 
 def test_postcode_lookup_asks_the_api_once(api, clock):
@@ -505,6 +537,22 @@ def test_async_face_matches_sync_and_shares_the_cache(api, clock):
     assert f.values.equals(expected_f.values) and h.values.equals(expected_h.values)
     assert len(api.requests) == sent + 2  # forecast and history came from the cache
     assert len(latest) == 1 and where.zone == "GB-R3" and served == p.served_zones()
+
+
+def test_async_face_asks_region_names_only_to_resolve_a_name(api, clock):
+    p = make(api, clock)
+
+    async def run():
+        async with p.to_async(transport=httpx.MockTransport(api)) as ap:
+            await ap.latest(["GB-R6"])
+            await ap.resolve("postcode:M1")
+            assert "/regional" not in api.paths  # data calls and postcodes need no names
+            return await ap.resolve("North Wales and Merseyside")
+
+    found = asyncio.run(run())
+    assert (found.zone, found.method) == ("GB-R6", "name")
+    assert api.paths.count("/regional") == 1
+    assert p._driver._client is None  # over the async client, not the sync one
 
 
 def test_async_face_sends_a_batch_concurrently(clock):
