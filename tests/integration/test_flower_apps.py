@@ -229,6 +229,14 @@ def test_fedxgb_cyclic_is_booked_one_node_a_round(runs: dict[str, Any]) -> None:
     assert cyclic["model_moved"] is True
 
 
+def test_a_dp_wrapped_fedavg_composes(runs: dict[str, Any]) -> None:
+    private = runs["private"]
+    assert private["train"] == [3, 3]  # the wrapped FedAvg's fraction_train=0.3 of 10
+    assert [len(r) for r in private["booked"]] == [3, 3]
+    assert private["model_moved"] is True
+    assert any("clipping" in line.lower() for line in private["logs"])  # DP did its part
+
+
 def test_a_node_whose_training_fails_is_not_booked_and_keeps_its_share(
     runs: dict[str, Any],
 ) -> None:

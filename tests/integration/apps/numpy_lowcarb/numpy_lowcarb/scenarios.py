@@ -17,7 +17,12 @@ from typing import Any
 import numpy as np
 from flwr.app import ArrayRecord, ConfigRecord, Context, Message
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAvg, FedXgbCyclic, Strategy
+from flwr.serverapp.strategy import (
+    DifferentialPrivacyServerSideFixedClipping,
+    FedAvg,
+    FedXgbCyclic,
+    Strategy,
+)
 
 from lowcarb import SelectionEngine
 from lowcarb.adapters.flower import CarbonAwareStrategy, engine_for_run
@@ -238,6 +243,24 @@ def cyclic(grid: Grid, context: Context) -> dict[str, Any]:
     }
 
 
+def private(grid: Grid, context: Context) -> dict[str, Any]:
+    """FedAvg inside Flower's server-side DP wrapper, inside lowcarb's."""
+    dp = DifferentialPrivacyServerSideFixedClipping(
+        FedAvg(fraction_train=0.3, fraction_evaluate=0.0),
+        noise_multiplier=0.1,
+        clipping_norm=10.0,
+        num_sampled_clients=3,
+    )
+    strategy = CarbonAwareStrategy(dp, _engine(grid, context, 2))
+    result, view, logs = _run(strategy, grid, 2)
+    return {
+        "train": view.per_exchange("train"),
+        "booked": _booked(strategy),
+        "model_moved": len(result.arrays) > 0,
+        "logs": logs,
+    }
+
+
 def failure(grid: Grid, context: Context) -> dict[str, Any]:
     """Even partitions fail in training; the round goes on with the others."""
     strategy = CarbonAwareStrategy(
@@ -307,6 +330,7 @@ SCENARIOS: dict[str, Callable[[Grid, Context], dict[str, Any]]] = {
     "waits": waits,
     "everyone": everyone,
     "cyclic": cyclic,
+    "private": private,
     "failure": failure,
     "unknown_zone": unknown_zone,
     "energy": energy,
