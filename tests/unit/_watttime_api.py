@@ -4,7 +4,10 @@ It checks Basic auth on ``/login``, issues JWT-shaped tokens that expire after 3
 of the fake's clock (then answers 401), resolves coordinates to a few regions, and
 serves ``/v3/forecast`` (from the current five minutes), ``/v3/historical`` (inclusive
 ``end``; some points imputed) and ``/v3/signal-index`` with deterministic values in
-lbs CO2/MWh. Knobs let tests break it.
+lbs CO2/MWh. ``/v3/region-from-loc`` answers ``region`` and ``region_full_name`` only,
+like the live answer a version of WattTime's v2-to-v3 migration notes prints
+(``{"region":"SPP_WESTNE","region_full_name":"SPP Western Nebraska"}``); its static
+example adds ``signal_type`` (``echo_signal_type`` restores it). Knobs let tests break it.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class FakeWattTimeAPI:
         tamper: Applied to each JSON payload before it is sent.
         html_403: Answer an expired token with nginx's HTML 403 page instead of 401.
         accept_tokens: False refuses every token, fresh ones included.
+        echo_signal_type: region-from-loc also answers ``signal_type`` (the docs' example).
     """
 
     def __init__(self, clock: ManualClock) -> None:
@@ -69,6 +73,7 @@ class FakeWattTimeAPI:
         self.tamper: Callable[[dict], dict] | None = None
         self.html_403 = False
         self.accept_tokens = True
+        self.echo_signal_type = False
 
     @property
     def paths(self) -> list[str]:
@@ -172,10 +177,10 @@ class FakeWattTimeAPI:
                 "signal_type": params["signal_type"],
             }
             return httpx.Response(404, json=body)
-        return httpx.Response(
-            200,
-            json={"region": region, "region_full_name": name, "signal_type": params["signal_type"]},
-        )
+        body = {"region": region, "region_full_name": name}
+        if self.echo_signal_type:
+            body["signal_type"] = params["signal_type"]
+        return httpx.Response(200, json=body)
 
     def _body(self, times: list[datetime], region: str, signal: str, forecast: bool) -> dict:
         data = []

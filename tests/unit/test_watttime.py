@@ -265,6 +265,16 @@ def test_zones_sharing_a_region_share_one_request(api, clock):
     assert series.values["US-MIDA-PJM"].equals(series.values["US-NY-NYIS"].rename("US-MIDA-PJM"))
 
 
+@pytest.mark.parametrize("echo", [False, True])
+def test_region_answers_with_or_without_signal_type(api, clock, echo):
+    # Live answers carry region and region_full_name only; the docs' example adds signal_type.
+    api.echo_signal_type = echo
+    found = make(api, clock).region_for("US-CAL-CISO")
+    body = api.requests[-1]
+    assert (found.region, found.name) == ("CAISO_NORTH", "California ISO Northern")
+    assert body.url.path == "/v3/region-from-loc"
+
+
 def test_no_coverage_is_no_data_with_a_hint(api, clock):
     with pytest.raises(NoDataError, match="regions option") as info:
         make(api, clock).latest(["DE"])
