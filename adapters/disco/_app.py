@@ -2,7 +2,7 @@
 
 Routes (both generations)::
 
-    GET  /                         a one-line banner
+    GET  /                         the live dashboard (lowcarb.report), its assets and state
     GET  /tasks                    the DISCO tasks (JSON)
     GET  /tasks/{id}/model.json    the current global model, in the generation's encoding
     POST /tasks                    405: tasks come from the --tasks folder only
@@ -23,7 +23,7 @@ from typing import Any
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
@@ -41,6 +41,7 @@ from lowcarb.adapters.disco._room import TaskRoom
 from lowcarb.adapters.disco._taskdir import BridgeTask
 from lowcarb.adapters.disco._v2 import V2
 from lowcarb.exceptions import InvalidInputError
+from lowcarb.report import dashboard_routes
 
 __all__ = ["GENERATIONS", "BridgeLimits", "create_app"]
 
@@ -129,9 +130,6 @@ def create_app(
     # and encoding a large one takes seconds (v2 writes each byte as a JSON number).
     model_bodies: dict[str, tuple[int, bytes, str]] = {}
 
-    async def banner(request: Request) -> Response:
-        return PlainTextResponse(f"lowcarb DISCO bridge (protocol {protocol})\n")
-
     async def list_tasks(request: Request) -> Response:
         return JSONResponse([t.disco for t in tasks.values()])
 
@@ -214,13 +212,14 @@ def create_app(
 
     app = Starlette(
         routes=[
-            Route("/", banner),
             Route("/tasks", list_tasks, methods=["GET"]),
             Route("/tasks", upload_task, methods=["POST"]),
             Route("/tasks/{task_id}/{file}", model),
             Route("/lowcarb/status", status),
             Route("/lowcarb/tasks/{task_id}/rounds", rounds),
             WebSocketRoute(generation.ws_path, federated),
+            # The live dashboard at /: open, like the rest of the bridge.
+            *dashboard_routes(engines),
         ],
         lifespan=lifespan,
     )

@@ -43,6 +43,7 @@ from lowcarb.adapters.service._schema import (
     RequestError,
 )
 from lowcarb.exceptions import InvalidInputError, LowcarbError, ProviderError, UnknownZoneError
+from lowcarb.report import dashboard_routes
 
 __all__ = ["ServiceConfig", "create_app"]
 
@@ -475,7 +476,7 @@ def create_app(
     Example:
         >>> from lowcarb import TaskEngines
         >>> app = create_app(TaskEngines(provider="default"))
-        >>> sorted(r.path for r in app.routes)[:2]
+        >>> sorted(r.path for r in app.routes if r.path.startswith("/v1"))[:2]
         ['/v1/complete', '/v1/forecast']
     """
     service = _Service(engines, config or ServiceConfig())
@@ -497,6 +498,8 @@ def create_app(
         Route(path, service.endpoint(handler, public=True), methods=[method])
         for path, handler, method in public
     ]
+    # The live dashboard at /, its data behind the same token as the API.
+    routes += dashboard_routes(engines, token=service.config.token)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
