@@ -19,11 +19,22 @@ from __future__ import annotations
 from typing import Any as _Any
 
 from lowcarb._accounting import EmbodiedCarbon, RunSummary, jain_index, summarize
+from lowcarb._bounds import (
+    MAX_CLIENT_ROUND_KWH,
+    MAX_METRIC,
+    MAX_PLAUSIBLE_G_PER_KWH,
+    MAX_POWER_W,
+    MAX_ROUND,
+    MAX_UTILITY,
+    check_quantity,
+    check_text,
+)
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
 from lowcarb._energy import DEFAULT_NETWORK_KWH_PER_GB, Client, EnergyModel
 from lowcarb._engine import FAIRNESS_WINDOW, ClientDecision, Decision, SelectionEngine
+from lowcarb._files import check_regular_file, read_text_file
 from lowcarb._forecast import (
     FORECASTERS,
     Forecaster,
@@ -115,6 +126,12 @@ __all__ = [
     "DEFAULT_NETWORK_KWH_PER_GB",
     "FAIRNESS_WINDOW",
     "FORECASTERS",
+    "MAX_CLIENT_ROUND_KWH",
+    "MAX_METRIC",
+    "MAX_PLAUSIBLE_G_PER_KWH",
+    "MAX_POWER_W",
+    "MAX_ROUND",
+    "MAX_UTILITY",
     "POLICIES",
     "TASK_ID_PATTERN",
     "ZONE_CATALOG",
@@ -185,7 +202,10 @@ __all__ = [
     "ZoneResolution",
     "align",
     "available_providers",
+    "check_quantity",
+    "check_regular_file",
     "check_task_id",
+    "check_text",
     "convert_intensity",
     "default_forecaster",
     "ensure_utc",
@@ -199,6 +219,7 @@ __all__ = [
     "load_settings",
     "open_provider",
     "parse_time",
+    "read_text_file",
     "register_provider",
     "resolve_zone",
     "simulate",

@@ -239,10 +239,14 @@ class TaskEngines:
             return self._provider
 
     @property
-    def provider_name(self) -> str | None:
-        """The chain's primary provider, or None before the chain is opened (never waits)."""
+    def provider_name(self) -> str:
+        """The chain's primary provider, opened or not (never waits, never opens it)."""
         chain = self._provider
-        return None if chain is None else chain.name
+        if chain is not None:
+            return chain.name
+        if self._provider_arg is not None:
+            return self._provider_arg.name
+        return self.spec.chain_names[0]
 
     @property
     def clock(self) -> Clock:
@@ -378,6 +382,24 @@ class TaskEngines:
                     return Selection(self._known(engine, round, expected), replayed=True)
             return Selection(engine.select(clients, k, now=now), replayed=False)
 
+    def decision(self, task_id: str, round: int) -> Decision:
+        """The decision of a round the task has decided (read from its ledger).
+
+        Raises:
+            RoundConflictError: If the round was never decided.
+            InvalidInputError: For a bad task id or round.
+        """
+        _check_round(round)
+        with self.session(task_id) as engine:
+            expected = engine.rounds_done + 1
+            if round >= expected:
+                raise RoundConflictError(
+                    f"round {round} of task {task_id!r} has not been decided "
+                    f"(next round: {expected})",
+                    expected=expected,
+                )
+            return self._known(engine, round, expected)
+
     def complete(
         self,
         task_id: str,
@@ -400,16 +422,8 @@ class TaskEngines:
             InvalidInputError: For bad energies or a client that was not in the round.
         """
         with self.session(task_id) as engine:
-            expected = engine.rounds_done + 1
-            _check_round(round)
-            if round >= expected:
-                raise RoundConflictError(
-                    f"round {round} of task {task_id!r} has not been decided "
-                    f"(next round: {expected})",
-                    expected=expected,
-                )
             return engine.complete(
-                self._known(engine, round, expected),
+                self.decision(task_id, round),
                 energy_kwh=energy_kwh,
                 metrics=metrics,
                 actual=actual,

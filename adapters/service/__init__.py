@@ -1,6 +1,7 @@
 """The selection service: lowcarb's engine over HTTP/JSON, for any framework.
 
-``lowcarb serve`` runs it; :func:`create_app` builds the ASGI application for embedding.
+``lowcarb serve`` runs it; :func:`create_app` builds the ASGI application for embedding
+and :func:`serve` runs it under uvicorn with the service's connection and request limits.
 It needs Starlette and uvicorn (``pip install 'lowcarb[disco]'``), imported on first use.
 
 Example:
@@ -11,27 +12,30 @@ Example:
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from lowcarb._public import expose
 
 if TYPE_CHECKING:
     from lowcarb.adapters.service._app import ServiceConfig, create_app
+    from lowcarb.adapters.service._server import serve
 
-__all__ = ["ServiceConfig", "create_app"]
+__all__ = ["ServiceConfig", "create_app", "serve"]
+_WHERE = {"ServiceConfig": "_app", "create_app": "_app", "serve": "_server"}
 
 
 def __getattr__(name: str) -> Any:
     if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     try:
-        from lowcarb.adapters.service import _app
+        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
     except ModuleNotFoundError as exc:
-        if exc.name not in ("starlette", "uvicorn"):
+        if exc.name not in ("starlette", "uvicorn", "h11"):
             raise
         raise ImportError(
             f"the selection service needs {exc.name}: pip install 'lowcarb[disco]'"
         ) from exc
-    value = getattr(_app, name)
+    value = getattr(module, name)
     expose({name: value}, [name], __name__)
     return value

@@ -4,6 +4,13 @@ Every route answers JSON. Refusals carry ``{"error": ..., "field": ...}`` with t
 to blame (or null), so a client in any language can point at its mistake. The engine's
 work runs in Starlette's thread pool; :class:`~lowcarb.TaskEngines` serializes the
 rounds of one task and lets different tasks decide in parallel.
+
+Input errors are 4xx, never 500: a bad field 422 (or 400 for malformed JSON), a task past
+``max_tasks`` 403. A storage fault (read-only folder, full disk, a file that is not a
+ledger) is 503 with a message that names the ledger's file but not the server's folders,
+and ``/v1/health`` reports it until that task's ledger is written again. Health is
+answered on the event loop, never waiting for the selection workers. An unexpected error
+is a 500 that closes its connection (``Connection: close``).
 """
 
 from __future__ import annotations
@@ -11,27 +18,30 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from lowcarb import (
     Client,
     Decision,
+    LedgerError,
     RoundConflictError,
     SignalSource,
     TaskEngines,
+    TaskLimitError,
     ZoneResolution,
     check_task_id,
     floor_time,
@@ -42,7 +52,7 @@ from lowcarb.adapters.service._schema import (
     SELECT_REQUEST,
     RequestError,
 )
-from lowcarb.exceptions import InvalidInputError, LowcarbError, ProviderError, UnknownZoneError
+from lowcarb.exceptions import InvalidInputError, ProviderError, UnknownZoneError
 from lowcarb.report import dashboard_routes
 
 __all__ = ["ServiceConfig", "create_app"]
@@ -50,9 +60,14 @@ __all__ = ["ServiceConfig", "create_app"]
 log = logging.getLogger("lowcarb.service")
 
 Handler = Callable[[Request], Awaitable[Response]]
+T = TypeVar("T")
 _FORECAST_PARAMS = ("zone", "location", "hours")
 #: Most zones one forecast request may name.
 MAX_FORECAST_ZONES = 50
+#: ``hours`` as it may be written: ASCII digits only (``str.isdigit`` accepts "²").
+_HOURS = re.compile(r"[0-9]{1,6}")
+#: Storage faults listed in a health answer.
+_FAULTS_SHOWN = 10
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,20 +80,45 @@ class ServiceConfig:
         max_body_bytes: Largest request body accepted (bytes); larger ones get 413.
         max_candidates: Most candidates in one select request.
         max_forecast_hours: Longest forecast horizon served (hours).
+        max_connections: Most open connections; past it a new connection displaces the
+            one that has waited longest without sending a whole request, or (when every
+            connection has a request in progress) is answered 503 and closed.
+        request_timeout_s: Seconds a connection has to send a whole request (head and
+            body), counted from its opening or from its previous response; past it the
+            connection is answered 408 (or, mid-body, closed).
+        max_header_bytes: Largest request head (request line and headers, bytes); a
+            larger one is answered 431.
+        keep_alive_s: Seconds an idle keep-alive connection is kept open.
     """
 
     token: str | None = field(default=None, repr=False)
     max_body_bytes: int = 1 << 20
     max_candidates: int = 10_000
     max_forecast_hours: int = 168
+    max_connections: int = 200
+    request_timeout_s: float = 10.0
+    max_header_bytes: int = 16 * 1024
+    keep_alive_s: int = 5
 
     def __post_init__(self) -> None:
         if self.token is not None and (not isinstance(self.token, str) or not self.token.strip()):
             raise InvalidInputError("the service token must be a non-empty string")
-        for name in ("max_body_bytes", "max_candidates", "max_forecast_hours"):
+        for name in (
+            "max_body_bytes",
+            "max_candidates",
+            "max_forecast_hours",
+            "max_connections",
+            "max_header_bytes",
+            "keep_alive_s",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        value = self.request_timeout_s
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 3600:
+            raise InvalidInputError(
+                f"request_timeout_s must be a number of seconds in (0, 3600], got {value!r}"
+            )
 
     @property
     def auth(self) -> bool:
@@ -112,6 +152,8 @@ class _Service:
         self._token = None if config.token is None else config.token.encode()
         self._signal: SignalSource | None = None
         self._signal_lock = threading.Lock()
+        # Task -> the storage fault of its last write; cleared by its next good write.
+        self._faults: dict[str, str] = {}
         self.document = openapi_document(config)
 
     # -- plumbing -----------------------------------------------------------------------------
@@ -159,24 +201,45 @@ class _Service:
                 return _error(
                     401, "missing or wrong bearer token", None, **{"WWW-Authenticate": "Bearer"}
                 )
+            where = f"{request.method} {request.url.path}"
             try:
                 return await handler(request)
             except RequestError as exc:
-                log.info(
-                    "%s %s refused (%d): %s", request.method, request.url.path, exc.status, exc
-                )
+                log.info("%s refused (%d): %s", where, exc.status, exc)
                 return _error(exc.status, str(exc), exc.field)
+            except TaskLimitError as exc:
+                log.warning("%s refused: %s", where, exc)
+                return _error(403, str(exc), "task")
             except ProviderError as exc:
                 # Only when every fallback failed too; the message is already redacted.
-                log.warning("%s %s: provider failed: %s", request.method, request.url.path, exc)
+                log.warning("%s: provider failed: %s", where, exc)
                 return _error(503, f"no carbon signal available: {exc}")
+            except LedgerError as exc:
+                # The message names the ledger's file only; the operator's log has the path.
+                log.error("%s: storage fault at %s: %s", where, exc.path, exc)
+                return _error(503, f"task state cannot be stored: {exc}", None, **_RETRY)
             except InvalidInputError as exc:
                 return _error(422, str(exc))
-            except LowcarbError as exc:
-                log.error("%s %s failed: %s", request.method, request.url.path, exc)
-                return _error(500, f"{type(exc).__name__}: {exc}")
+            except ClientDisconnect:
+                log.info("%s: the client went away mid-request", where)
+                return _error(400, "the request was not received whole", None, **_CLOSE)
+            except Exception:
+                # Answered here, not re-raised to the server (which would drop the
+                # connection without a word): a 500 that closes its connection.
+                log.exception("%s: internal error", where)
+                return _error(500, "internal error; see the server log", None, **_CLOSE)
 
         return wrapped
+
+    def _stored(self, task: str, work: Callable[[], T]) -> T:
+        """Run ``work``, which writes ``task``'s ledger, keeping the task's fault state."""
+        try:
+            result = work()
+        except LedgerError as exc:
+            self._faults[task] = str(exc)
+            raise
+        self._faults.pop(task, None)
+        return result
 
     # -- zones ----------------------------------------------------------------------------------
 
@@ -198,8 +261,9 @@ class _Service:
     # -- routes ---------------------------------------------------------------------------------
 
     async def select(self, request: Request) -> Response:
+        limit = self.config.max_candidates
         body = SELECT_REQUEST.parse(
-            await self._json(request), limits={"candidates": self.config.max_candidates}
+            await self._json(request), limits={"candidates": limit, "k": limit}
         )
         seen: dict[str, int] = {}
         for i, cand in enumerate(body["candidates"]):
@@ -243,7 +307,10 @@ class _Service:
                 )
             )
         try:
-            selection = self.engines.select(task, clients, body["k"], round=body.get("round"))
+            selection = self._stored(
+                task,
+                lambda: self.engines.select(task, clients, body["k"], round=body.get("round")),
+            )
         except RoundConflictError as exc:
             raise RequestError(str(exc), field="round", status=409) from None
         except UnknownZoneError as exc:
@@ -261,24 +328,38 @@ class _Service:
 
     def _complete(self, body: dict[str, Any]) -> dict[str, Any]:
         task, number = body["task"], body["round"]
-        if task not in self.engines.tasks():
+        if not self.engines.has_task(task):
             raise RequestError(f"unknown task {task!r}", field="task", status=404)
         try:
-            record = self.engines.complete(
+            decision = self.engines.decision(task, number)
+        except RoundConflictError as exc:
+            raise RequestError(str(exc), field="round", status=409) from None
+        # Which client each energy may name is the decision's (the schema has checked the
+        # values): blame the field here, so that nothing else is ever blamed on it.
+        for name, allowed, role in (
+            ("energy_kwh", decision.selected, "selected"),
+            ("excluded_energy_kwh", decision.deferred, "a candidate left out"),
+        ):
+            for client in body.get(name) or {}:
+                if client not in allowed:
+                    raise RequestError(
+                        f"client {client!r} was not {role} in round {number} of {task!r}",
+                        field=f"{name}.{client}",
+                    )
+        try:
+            record = self._stored(
                 task,
-                number,
-                energy_kwh=body.get("energy_kwh"),
-                metrics=body.get("metrics"),
-                actual=body.get("actual"),
-                excluded_energy_kwh=body.get("excluded_energy_kwh"),
+                lambda: self.engines.complete(
+                    task,
+                    number,
+                    energy_kwh=body.get("energy_kwh"),
+                    metrics=body.get("metrics"),
+                    actual=body.get("actual"),
+                    excluded_energy_kwh=body.get("excluded_energy_kwh"),
+                ),
             )
         except RoundConflictError as exc:
             raise RequestError(str(exc), field="round", status=409) from None
-        except InvalidInputError as exc:
-            # The engine and the ledger refuse only energies here (the schema has checked
-            # the values): of a client that did not take part, or was not left out.
-            field = "excluded_energy_kwh" if "excluded energy" in str(exc) else "energy_kwh"
-            raise RequestError(str(exc), field=field) from None
         return {
             "task": task,
             "round": number,
@@ -304,7 +385,7 @@ class _Service:
         limit = self.config.max_forecast_hours
         hours = 24
         if hours_text:
-            if not hours_text[0].isdigit() or not 1 <= int(hours_text[0]) <= limit:
+            if not _HOURS.fullmatch(hours_text[0]) or not 1 <= int(hours_text[0]) <= limit:
                 raise RequestError(f"hours must be an integer from 1 to {limit}", field="hours")
             hours = int(hours_text[0])
         asked = [("zone", z) for z in params.getlist("zone")]
@@ -386,14 +467,16 @@ class _Service:
         return JSONResponse(await run_in_threadpool(self._task, task))
 
     def _task(self, task: str) -> dict[str, Any]:
-        if task not in self.engines.tasks():
+        if not self.engines.has_task(task):
             raise RequestError(f"unknown task {task!r}", field="task", status=404)
-        engine = self.engines.get(task)
-        summary = engine.summary()
+        # Under the task's lock: an idle task's ledger may otherwise be closed meanwhile.
+        with self.engines.session(task) as engine:
+            summary = engine.summary()
+            rounds_done, participation = engine.rounds_done, engine.participation
         return {
             "task": task,
-            "rounds_done": engine.rounds_done,
-            "participation": engine.participation,
+            "rounds_done": rounds_done,
+            "participation": participation,
             "energy_kwh": summary.energy_kwh,
             "emissions_g": summary.emissions_g,
             "excluded_energy_kwh": summary.excluded_energy_kwh,
@@ -405,21 +488,24 @@ class _Service:
         }
 
     async def health(self, request: Request) -> Response:
+        # Answered on the event loop from what is known: never waits for a worker thread
+        # (they may all be busy with selections) or for the provider.
         from lowcarb import __version__
 
-        try:
-            provider = await run_in_threadpool(lambda: self.engines.provider.name)
-        except LowcarbError as exc:
-            log.error("provider cannot be opened: %s", exc)
-            return JSONResponse({"status": "error", "error": str(exc)}, status_code=503)
+        faults = dict(self._faults)  # a copy is atomic; the workers update it
+        shown = dict(sorted(faults.items())[:_FAULTS_SHOWN])
         return JSONResponse(
             {
-                "status": "ok",
+                "status": "degraded" if faults else "ok",
                 "version": __version__,
-                "provider": provider,
+                "provider": self.engines.provider_name,
                 "persistent": self.engines.persistent,
                 "auth": self.config.auth,
-            }
+                "tasks": len(self.engines.tasks()),
+                "storage_faults": len(faults),
+                "storage": shown,
+            },
+            status_code=503 if faults else 200,
         )
 
     async def openapi(self, request: Request) -> Response:
@@ -449,6 +535,10 @@ def _decision_payload(decision: Decision) -> dict[str, Any]:
     }
 
 
+_RETRY = {"Retry-After": "30"}
+_CLOSE = {"Connection": "close"}
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     message = {404: "no such route", 405: "method not allowed"}.get(exc.status_code, exc.detail)
@@ -457,7 +547,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _internal_error(request: Request, exc: Exception) -> Response:
     log.exception("%s %s: internal error", request.method, request.url.path, exc_info=exc)
-    return _error(500, "internal error; see the server log")
+    return _error(500, "internal error; see the server log", None, **_CLOSE)
 
 
 def create_app(

@@ -185,13 +185,24 @@ _SCHEMAS: dict[str, Any] = {
         },
     ),
     "HealthResponse": _obj(
-        "Liveness, and what the service runs with.",
+        "Liveness, and what the service runs with. Answered without waiting for the "
+        "selection workers; 503 (status degraded) while a task's ledger cannot be written.",
         {
-            "status": {"const": "ok"},
+            "status": {"enum": ["ok", "degraded"]},
             "version": _STR,
             "provider": _STR,
             "persistent": {"type": "boolean", "description": "Task state survives restarts."},
             "auth": {"type": "boolean", "description": "Whether a bearer token is required."},
+            "tasks": {"type": "integer", "description": "Tasks the service holds."},
+            "storage_faults": {
+                "type": "integer",
+                "description": "Tasks whose last ledger write failed.",
+            },
+            "storage": {
+                "type": "object",
+                "additionalProperties": _STR,
+                "description": "Task -> its storage fault (the first ten).",
+            },
         },
     ),
 }
@@ -205,12 +216,16 @@ def _errors(*codes: int) -> dict[str, Any]:
     text = {
         400: "Malformed JSON.",
         401: "Missing or wrong bearer token.",
+        403: "A new task past the service's task limit.",
         404: "Unknown task.",
+        408: "The request was not received within the request timeout.",
         409: "The round does not fit the task's state.",
         413: "Body larger than the configured limit.",
         415: "Body is not application/json.",
         422: "A field is invalid; `field` names it.",
-        503: "No carbon signal at all (every fallback failed).",
+        431: "Request head larger than the configured limit.",
+        503: "No carbon signal at all (every fallback failed), the task's state cannot be "
+        "stored (the message says why; Retry-After), or every connection is busy.",
     }
     return {str(c): _answer(text[c], "Error") for c in codes}
 
@@ -229,6 +244,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
     for shape in (CANDIDATE, SELECT_REQUEST, COMPLETE_REQUEST):
         schemas[shape.name] = shape.schema()
     schemas["SelectRequest"]["properties"]["candidates"]["maxItems"] = config.max_candidates
+    schemas["SelectRequest"]["properties"]["k"]["maximum"] = config.max_candidates
     secured: list[dict[str, list[str]]] = [{"bearerAuth": []}] if config.auth else []
 
     def op(summary: str, answer: dict[str, Any], *codes: int, **more: Any) -> dict[str, Any]:
@@ -247,6 +263,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                 "Choose the clients of a round",
                 _answer("The decision.", "SelectResponse"),
                 400,
+                403,
                 409,
                 413,
                 415,
@@ -265,6 +282,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                 413,
                 415,
                 422,
+                503,
                 requestBody=body("CompleteRequest"),
             )
         },
@@ -292,6 +310,7 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
                 _answer("The task.", "TaskResponse"),
                 404,
                 422,
+                503,
                 parameters=[{"name": "task", "in": "path", "required": True, "schema": _STR}],
             )
         },
@@ -299,7 +318,10 @@ def openapi_document(config: ServiceConfig) -> dict[str, Any]:
             "get": {
                 "summary": "Liveness",
                 "security": [],
-                "responses": {"200": _answer("Alive.", "HealthResponse")},
+                "responses": {
+                    "200": _answer("Alive.", "HealthResponse"),
+                    "503": _answer("A task's state cannot be stored.", "HealthResponse"),
+                },
             }
         },
         "/v1/openapi.json": {

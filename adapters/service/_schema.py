@@ -4,6 +4,11 @@ Each request body is declared once, as a :class:`Shape` of :class:`Prop` entries
 declaration validates incoming JSON (errors name the offending field, e.g.
 ``candidates[3].energy_kwh``) and produces the JSON Schema in the OpenAPI document, so
 the two cannot drift apart. This module knows no HTTP.
+
+Every number is bounded (the plausibility bounds of the core, e.g. at most
+``MAX_CLIENT_ROUND_KWH`` kWh per client-round) and every string must be encodable as
+UTF-8, so a request the schema accepts can be recorded and read back: no stored value can
+overflow a later sum or break a later JSON answer.
 """
 
 from __future__ import annotations
@@ -11,10 +16,19 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from lowcarb import TASK_ID_PATTERN
+from lowcarb import (
+    MAX_CLIENT_ROUND_KWH,
+    MAX_METRIC,
+    MAX_PLAUSIBLE_G_PER_KWH,
+    MAX_POWER_W,
+    MAX_ROUND,
+    MAX_UTILITY,
+    TASK_ID_PATTERN,
+    check_text,
+)
 from lowcarb.exceptions import InvalidInputError
 
 __all__ = [
@@ -55,8 +69,10 @@ class Prop:
             ``map`` (string keys to numbers).
         doc: What it means, with its unit.
         required: Whether it must be present.
-        minimum: Least value (numbers) or least number of items (arrays).
-        maximum: Greatest number of items (arrays) or entries (maps).
+        minimum: Least value (numbers, and a map's values) or least number of items
+            (arrays).
+        maximum: Greatest value (numbers, and a map's values).
+        max_items: Greatest number of items (arrays) or entries (maps).
         max_length: Longest string.
         pattern: Regular expression a string must match in full.
         item: The shape of an array's items.
@@ -67,7 +83,8 @@ class Prop:
     doc: str
     required: bool = False
     minimum: float | None = None
-    maximum: int | None = None
+    maximum: float | None = None
+    max_items: int | None = None
     max_length: int | None = None
     pattern: str | None = None
     item: Shape | None = None
@@ -81,22 +98,19 @@ class Prop:
             out.update(type="array", items={"$ref": f"#/components/schemas/{self.item.name}"})
             if self.minimum is not None:
                 out["minItems"] = int(self.minimum)
-            if self.maximum is not None:
-                out["maxItems"] = self.maximum
+            if self.max_items is not None:
+                out["maxItems"] = self.max_items
         elif self.kind == "map":
             out.update(
                 type="object",
-                additionalProperties={"type": "number"},
+                additionalProperties={"type": "number", **self._bounds()},
                 propertyNames={"minLength": 1, "maxLength": MAX_NAME},
             )
-            if self.minimum is not None:
-                out["additionalProperties"]["minimum"] = self.minimum
-            if self.maximum is not None:
-                out["maxProperties"] = self.maximum
+            if self.max_items is not None:
+                out["maxProperties"] = self.max_items
         else:
             out["type"] = self.kind
-            if self.minimum is not None:
-                out["minimum"] = int(self.minimum) if self.kind == "integer" else self.minimum
+            out.update(self._bounds())
             if self.kind == "string":
                 out["minLength"] = 1
                 # Unanchored \S: at least one character that is not white space.
@@ -105,6 +119,16 @@ class Prop:
                 out["maxLength"] = self.max_length
         if self.example is not None:
             out["example"] = self.example
+        return out
+
+    def _bounds(self) -> dict[str, float]:
+        """``minimum``/``maximum`` of a number (integers written as integers)."""
+        cast = int if self.kind == "integer" else float
+        out: dict[str, float] = {}
+        if self.minimum is not None:
+            out["minimum"] = cast(self.minimum)
+        if self.maximum is not None:
+            out["maximum"] = cast(self.maximum)
         return out
 
 
@@ -147,7 +171,8 @@ class Shape:
         Args:
             value: What ``json.loads`` produced.
             path: Where the object sits in the request, for error messages.
-            limits: Overrides of ``maximum`` by property name (configured limits).
+            limits: Configured limits by property name: ``max_items`` of an array or
+                map, ``maximum`` of a number.
 
         Raises:
             RequestError: Naming the first offending field.
@@ -177,8 +202,17 @@ class Shape:
                 if prop.required:
                     raise RequestError(f"missing required field {here!r}", field=here)
                 continue
-            maximum = (limits or {}).get(name, prop.maximum)
-            out[name] = _check(prop, value[name], here, maximum)
+            limit = (limits or {}).get(name)
+            if limit is not None:
+                prop = replace(
+                    prop,
+                    **(
+                        {"max_items": limit}
+                        if prop.kind in ("array", "map")
+                        else {"maximum": limit}
+                    ),
+                )
+            out[name] = _check(prop, value[name], here)
         return out
 
 
@@ -186,31 +220,53 @@ def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _number(value: Any, where: str, *, integer: bool = False) -> float:
+def _number(prop: Prop, value: Any, where: str) -> float:
+    """A JSON number within the property's bounds (an int for ``integer``)."""
+    integer = prop.kind == "integer"
     if isinstance(value, bool) or not isinstance(value, int | float):
         kind = "an integer" if integer else "a number"
         raise RequestError(f"{where} must be {kind}, got {value!r}", field=where)
-    if not math.isfinite(value):
+    # Compared as given: an int of 400 digits is out of range, not an OverflowError.
+    if isinstance(value, float) and not math.isfinite(value):
         raise RequestError(f"{where} must be finite, got {value!r}", field=where)
+    low, high = prop.minimum, prop.maximum
+    if (low is not None and value < low) or (high is not None and value > high):
+        shown = (
+            str(value)
+            if len(str(value)) <= 40
+            else f"{str(value)[:20]}... ({len(str(value))} digits)"
+        )
+        bounds = (
+            f"between {low:g} and {high:g}"
+            if low is not None and high is not None
+            else (f">= {low:g}" if low is not None else f"<= {high:g}")
+        )
+        raise RequestError(f"{where} must be {bounds}, got {shown}", field=where)
     if integer:
         # JSON Schema counts 2.0 as an integer; so do we.
         if isinstance(value, float) and not value.is_integer():
             raise RequestError(f"{where} must be an integer, got {value!r}", field=where)
         return int(value)
-    return value
+    return float(value)
 
 
-def _check(prop: Prop, value: Any, where: str, maximum: int | None) -> Any:
+def _text(value: str, where: str) -> str:
+    """``value`` if UTF-8 can encode it (SQLite and JSON cannot store a lone surrogate)."""
+    try:
+        return check_text(where, value)
+    except InvalidInputError as exc:
+        raise RequestError(str(exc), field=where) from None
+
+
+def _check(prop: Prop, value: Any, where: str) -> Any:
     if prop.kind in ("integer", "number"):
-        number = _number(value, where, integer=prop.kind == "integer")
-        if prop.minimum is not None and number < prop.minimum:
-            raise RequestError(f"{where} must be >= {prop.minimum:g}, got {value!r}", field=where)
-        return number
+        return _number(prop, value, where)
     if prop.kind == "string":
         if not isinstance(value, str) or not value.strip():
             raise RequestError(f"{where} must be a non-empty string", field=where)
         if prop.max_length is not None and len(value) > prop.max_length:
             raise RequestError(f"{where} is longer than {prop.max_length} characters", field=where)
+        _text(value, where)
         if prop.pattern is not None and not re.fullmatch(prop.pattern, value):
             raise RequestError(f"{where}={value!r} must match {prop.pattern}", field=where)
         return value
@@ -220,25 +276,23 @@ def _check(prop: Prop, value: Any, where: str, maximum: int | None) -> Any:
             raise RequestError(f"{where} must be a JSON array", field=where)
         if prop.minimum is not None and len(value) < prop.minimum:
             raise RequestError(f"{where} needs at least {prop.minimum:g} items", field=where)
-        if maximum is not None and len(value) > maximum:
+        if prop.max_items is not None and len(value) > prop.max_items:
             raise RequestError(
-                f"{where} has {len(value)} items; this service accepts at most {maximum}",
+                f"{where} has {len(value)} items; this service accepts at most {prop.max_items}",
                 field=where,
             )
         return [prop.item.parse(item, f"{where}[{i}]") for i, item in enumerate(value)]
     if prop.kind == "map":
         if not isinstance(value, dict):
             raise RequestError(f"{where} must be a JSON object of numbers", field=where)
-        if maximum is not None and len(value) > maximum:
-            raise RequestError(f"{where} has more than {maximum} entries", field=where)
+        if prop.max_items is not None and len(value) > prop.max_items:
+            raise RequestError(f"{where} has more than {prop.max_items} entries", field=where)
         out: dict[str, float] = {}
         for key, item in value.items():
-            here = f"{where}.{key}"
             if not key or len(key) > MAX_NAME:
                 raise RequestError(f"{where} has an empty or overlong key", field=where)
-            out[key] = _number(item, here)
-            if prop.minimum is not None and out[key] < prop.minimum:
-                raise RequestError(f"{here} must be >= {prop.minimum:g}, got {item!r}", field=here)
+            here = f"{where}.{_text(key, f'a key of {where}')}"
+            out[key] = _number(prop, item, here)
         return out
     raise AssertionError(f"unknown kind {prop.kind}")  # pragma: no cover - declarations
 
@@ -272,13 +326,22 @@ CANDIDATE = Shape(
             example="47.37,8.54",
         ),
         "energy_kwh": Prop(
-            "number", "Energy of one round for this client (kWh), if known.", minimum=0
+            "number",
+            "Energy of one round for this client (kWh), if known.",
+            minimum=0,
+            maximum=MAX_CLIENT_ROUND_KWH,
         ),
         "power_w": Prop(
-            "number", "Device power while training (W), for the energy model.", minimum=0
+            "number",
+            "Device power while training (W), for the energy model.",
+            minimum=0,
+            maximum=MAX_POWER_W,
         ),
         "utility": Prop(
-            "number", "Value of the client's data (e.g. samples); traded against carbon.", minimum=0
+            "number",
+            "Value of the client's data (e.g. samples); traded against carbon.",
+            minimum=0,
+            maximum=MAX_UTILITY,
         ),
     },
     one_of=(("zone", "location"),),
@@ -294,9 +357,16 @@ SELECT_REQUEST = Shape(
             "Round the caller means (1-based). The next round is decided; an earlier one "
             "returns its recorded decision (safe retries); a later one is a 409.",
             minimum=1,
+            maximum=MAX_ROUND,
             example=1,
         ),
-        "k": Prop("integer", "Clients wanted this round.", True, minimum=1, example=2),
+        "k": Prop(
+            "integer",
+            "Clients wanted this round (at most the candidates given).",
+            True,
+            minimum=1,
+            example=2,
+        ),
         "candidates": Prop("array", "The clients available now.", True, minimum=1, item=CANDIDATE),
     },
 )
@@ -306,12 +376,15 @@ COMPLETE_REQUEST = Shape(
     "Report what became known after a round ran.",
     {
         "task": _TASK,
-        "round": Prop("integer", "The round (1-based).", True, minimum=1, example=1),
+        "round": Prop(
+            "integer", "The round (1-based).", True, minimum=1, maximum=MAX_ROUND, example=1
+        ),
         "energy_kwh": Prop(
             "map",
             "Measured energy per selected client (kWh); replaces the estimate.",
             minimum=0,
-            maximum=MAX_ENTRIES,
+            maximum=MAX_CLIENT_ROUND_KWH,
+            max_items=MAX_ENTRIES,
             example={"hospital-7": 0.031},
         ),
         "excluded_energy_kwh": Prop(
@@ -320,13 +393,16 @@ COMPLETE_REQUEST = Shape(
             "framework could not hold them back; counted in the task's footprint, not in "
             "its selection.",
             minimum=0,
-            maximum=MAX_ENTRIES,
+            maximum=MAX_CLIENT_ROUND_KWH,
+            max_items=MAX_ENTRIES,
             example={"hospital-3": 0.028},
         ),
         "metrics": Prop(
             "map",
             "Metrics of the round, e.g. accuracy (fraction) or loss.",
-            maximum=64,
+            minimum=-MAX_METRIC,
+            maximum=MAX_METRIC,
+            max_items=64,
             example={"accuracy": 0.91},
         ),
         "actual": Prop(
@@ -334,7 +410,8 @@ COMPLETE_REQUEST = Shape(
             "Actual mean intensity per zone over the round (gCO2eq/kWh), if known; "
             "otherwise fetched from the provider once the round has ended.",
             minimum=0,
-            maximum=MAX_ENTRIES,
+            maximum=MAX_PLAUSIBLE_G_PER_KWH,
+            max_items=MAX_ENTRIES,
         ),
     },
 )

@@ -108,9 +108,42 @@ def serve_command(
             "--max-connections",
             min=1,
             metavar="N",
-            help="Concurrent connections before new ones get 503.",
+            help="Open connections; one more displaces the longest-waiting connection "
+            "without a whole request, or gets 503 when all have requests in progress.",
         ),
     ] = 200,
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            min=0.1,
+            max=3600,
+            metavar="S",
+            help="Seconds a client has to send a whole request (else 408).",
+        ),
+    ] = 10.0,
+    max_header_bytes: Annotated[
+        int,
+        typer.Option(
+            "--max-header-bytes", min=1024, metavar="N", help="Largest request head (else 431)."
+        ),
+    ] = 16 * 1024,
+    max_tasks: Annotated[
+        int,
+        typer.Option(
+            "--max-tasks", min=1, metavar="N", help="Most tasks; a new one past it gets 403."
+        ),
+    ] = 10_000,
+    provider_timeout: Annotated[
+        float,
+        typer.Option(
+            "--provider-timeout",
+            min=0.1,
+            max=3600,
+            metavar="S",
+            help="Seconds a provider call may take before the next provider answers.",
+        ),
+    ] = 10.0,
     log_level: Annotated[
         str, typer.Option("--log-level", help="uvicorn log level (info shows each request).")
     ] = "info",
@@ -124,9 +157,7 @@ def serve_command(
     if log_level.lower() not in _LOG_LEVELS:
         raise InvalidInputError(f"--log-level {log_level!r}: use {', '.join(_LOG_LEVELS)}")
     try:
-        import uvicorn
-
-        from lowcarb.adapters.service import ServiceConfig, create_app
+        from lowcarb.adapters.service import ServiceConfig, create_app, serve
     except ImportError as exc:
         raise ConfigurationError(
             f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
@@ -134,6 +165,14 @@ def serve_command(
     from lowcarb import EngineSpec, TaskEngines
 
     token = read_token(token_env) if token_env else None
+    config = ServiceConfig(
+        token=token,
+        max_body_bytes=max_body_bytes,
+        max_candidates=max_candidates,
+        max_connections=max_connections,
+        request_timeout_s=request_timeout,
+        max_header_bytes=max_header_bytes,
+    )
     # The spec is validated here, so a bad policy or fairness stops the command at once
     # instead of failing every request later.
     spec = EngineSpec.from_settings(
@@ -145,21 +184,20 @@ def serve_command(
         unknown_zone=unknown_zone,
     )
     clock = state.clock()
-    engines = TaskEngines(state_dir, spec=spec, clock=clock)
-    config = ServiceConfig(
-        token=token, max_body_bytes=max_body_bytes, max_candidates=max_candidates
+    # Locks the state directory: a second server on it stops here, naming the first.
+    engines = TaskEngines(
+        state_dir,
+        spec=spec,
+        clock=clock,
+        max_tasks=max_tasks,
+        provider_timeout_s=provider_timeout,
     )
-    where = f"task state in {state_dir}" if state_dir else "task state in memory (lost on exit)"
-    auth = "bearer token required" if token else "no authentication"
-    err.print(f"lowcarb serve: provider {engines.provider.name}; {where}; {auth}", markup=False)
-    if not is_loopback(host) and token is None:
-        err.print("warning: listening beyond loopback without a token", markup=False)
-    uvicorn.run(
-        create_app(engines, config),
-        host=host,
-        port=port,
-        log_level=log_level,
-        limit_concurrency=max_connections,
-        server_header=False,
-        proxy_headers=False,
-    )
+    try:
+        where = f"task state in {state_dir}" if state_dir else "task state in memory (lost on exit)"
+        auth = "bearer token required" if token else "no authentication"
+        err.print(f"lowcarb serve: provider {engines.provider.name}; {where}; {auth}", markup=False)
+        if not is_loopback(host) and token is None:
+            err.print("warning: listening beyond loopback without a token", markup=False)
+        serve(create_app(engines, config), config, host=host, port=port, log_level=log_level)
+    finally:
+        engines.close()  # idempotent: the app's shutdown has usually closed them

@@ -22,15 +22,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lowcarb import ManualClock
-from lowcarb.cli import main
-from lowcarb.cli._app import is_loopback
-from lowcarb.cli._serve import read_token
+from lowcarb import ManualClock, TaskEngines
 from lowcarb._provider import Capabilities, CarbonProvider
-from lowcarb import TaskEngines
 from lowcarb.adapters.service import ServiceConfig, create_app
 from lowcarb.adapters.service._schema import CANDIDATE, RequestError
 from lowcarb.backends import DefaultProvider
+from lowcarb.cli import main
+from lowcarb.cli._app import is_loopback
+from lowcarb.cli._serve import read_token
 from lowcarb.exceptions import (
     ConfigurationError,
     InvalidInputError,
@@ -346,7 +345,9 @@ def test_energy_spent_by_clients_left_out_counts_in_the_task_footprint(
         "/v1/complete",
         json={"task": "mnist", "round": 1, "excluded_energy_kwh": {chosen: 0.1}},
     )
-    assert wrong.status_code == 422 and wrong.json()["field"] == "excluded_energy_kwh"
+    assert wrong.status_code == 422
+    assert wrong.json()["field"] == f"excluded_energy_kwh.{chosen}"
+    assert "was not a candidate left out in round 1" in wrong.json()["error"]
     assert api.get("/v1/tasks/mnist").json()["excluded_energy_kwh"] == 0
     answer = api.post(
         "/v1/complete",
@@ -366,8 +367,8 @@ def test_bad_completions_are_refused_and_lose_nothing(api: TestClient) -> None:
     refused = api.post(
         "/v1/complete", json={"task": "mnist", "round": 1, "energy_kwh": {outsider: 1.0}}
     )
-    assert refused.status_code == 422 and refused.json()["field"] == "energy_kwh"
-    assert outsider in refused.json()["error"]
+    assert refused.status_code == 422 and refused.json()["field"] == f"energy_kwh.{outsider}"
+    assert f"client {outsider!r} was not selected in round 1" in refused.json()["error"]
     negative = api.post(
         "/v1/complete",
         json={"task": "mnist", "round": 1, "energy_kwh": {decision["selected"][0]: -1}},
