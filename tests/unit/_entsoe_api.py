@@ -7,6 +7,16 @@ only the socket is replaced. Answers follow the documented XML formats
 reference/providers.md section 4), for any window, with deterministic values. Actual
 generation (A75) is published for every market time unit that has started by the fake's
 clock; the day-ahead documents (A71, A69) for any window. Knobs let tests break it.
+
+Curve types, as ENTSO-E's documents use them: by default **A03** (variable sized
+blocks), the form of 2025 generation documents: a position whose value repeats the one
+before is **left out** (the value holds until the next position), and a series with
+missing intervals is split into one Period per run of published ones (a left-out
+position cannot mean "missing" in A03). ``curve="A01"`` gives every position (the older
+documents, and the examples in ENTSO-E's implementation guide); missing values are then
+left out. Shaped after ENTSO-E's "Introduction of different time series possibilities
+(curve types)" guide (v1.4) as entsoe-py's parser cites it, and the 2025 documents
+reported to use A03 (electricitymaps-contrib and entsoe-py both parse it).
 """
 
 from __future__ import annotations
@@ -51,8 +61,40 @@ class Series:
         return self.start + self.step * len(self.values)
 
 
-def gl_document(doc_type: str, process: str, area: str, series: list[Series]) -> str:
-    """A GL_MarketDocument (A75, A71, A69) holding ``series``; None values are left out."""
+def _runs(values: list[float | None]) -> list[tuple[int, int]]:
+    """``(first, stop)`` index ranges of the consecutive published (not None) values."""
+    runs, first = [], None
+    for i, v in enumerate([*values, None]):
+        if v is not None and first is None:
+            first = i
+        elif v is None and first is not None:
+            runs.append((first, i))
+            first = None
+    return runs
+
+
+def _period(start: datetime, step: timedelta, values: list[float], curve: str) -> str:
+    minutes = int(step.total_seconds() // 60)
+    end = start + step * len(values)
+    points = "".join(
+        f"<Point><position>{i}</position><quantity>{v:g}</quantity></Point>"
+        for i, v in enumerate(values, 1)
+        # A03: a repeated value is left out; it holds from the position before.
+        if curve == "A01" or i == 1 or v != values[i - 2]
+    )
+    return (
+        f"<Period><timeInterval><start>{stamp(start)}</start><end>{stamp(end)}</end>"
+        f"</timeInterval><resolution>PT{minutes}M</resolution>{points}</Period>"
+    )
+
+
+def gl_document(
+    doc_type: str, process: str, area: str, series: list[Series], curve: str = "A03"
+) -> str:
+    """A GL_MarketDocument (A75, A71, A69) holding ``series`` in curve type ``curve``.
+
+    None values are missing intervals: left out under A01, a new Period under A03.
+    """
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>',
         f'<GL_MarketDocument xmlns="{GL_NS}">',
@@ -71,21 +113,31 @@ def gl_document(doc_type: str, process: str, area: str, series: list[Series]) ->
     for number, s in enumerate(series, 1):
         domain = "outBiddingZone_Domain.mRID" if s.consumption else "inBiddingZone_Domain.mRID"
         psr = f"<MktPSRType><psrType>{s.psr}</psrType></MktPSRType>" if s.psr else ""
-        minutes = int(s.step.total_seconds() // 60)
-        points = "".join(
-            f"<Point><position>{i}</position><quantity>{v:g}</quantity></Point>"
-            for i, v in enumerate(s.values, 1)
-            if v is not None
-        )
+        if curve == "A01":
+            minutes = int(s.step.total_seconds() // 60)
+            points = "".join(
+                f"<Point><position>{i}</position><quantity>{v:g}</quantity></Point>"
+                for i, v in enumerate(s.values, 1)
+                if v is not None
+            )
+            periods = (
+                f"<Period><timeInterval><start>{stamp(s.start)}</start>"
+                f"<end>{stamp(s.end)}</end></timeInterval><resolution>PT{minutes}M</resolution>"
+                f"{points}</Period>"
+            )
+        else:
+            periods = "".join(
+                _period(
+                    s.start + a * s.step, s.step, [v for v in s.values[a:b] if v is not None], curve
+                )
+                for a, b in _runs(s.values)
+            )
         parts.append(
             f"<TimeSeries><mRID>{number}</mRID><businessType>A01</businessType>"
             f"<objectAggregation>A08</objectAggregation>"
             f'<{domain} codingScheme="A01">{area}</{domain}>'
             f"<quantity_Measure_Unit.name>MAW</quantity_Measure_Unit.name>"
-            f"<curveType>A01</curveType>{psr}"
-            f"<Period><timeInterval><start>{stamp(s.start)}</start><end>{stamp(s.end)}</end>"
-            f"</timeInterval><resolution>PT{minutes}M</resolution>{points}</Period>"
-            f"</TimeSeries>"
+            f"<curveType>{curve}</curveType>{psr}{periods}</TimeSeries>"
         )
     parts.append("</GL_MarketDocument>")
     return "\n".join(parts)
@@ -143,6 +195,7 @@ class FakeEntsoeAPI(BaseAdapter):
         no_wind_solar: Answer A69 with the "no data" acknowledgement.
         tamper: Applied to each body before it is sent.
         token: The token the fake accepts (anything else: 401).
+        curve: ``A03`` (repeated values left out; 2025 documents) or ``A01`` (every one).
     """
 
     clock: ManualClock
@@ -153,6 +206,7 @@ class FakeEntsoeAPI(BaseAdapter):
     no_wind_solar: bool = False
     tamper: Callable[[str], str] | None = None
     token: str = TOKEN
+    curve: str = "A03"
 
     def __post_init__(self) -> None:
         super().__init__()
@@ -194,7 +248,7 @@ class FakeEntsoeAPI(BaseAdapter):
         series = [s for s in series if any(v is not None for v in s.values)]
         if not series:
             return self._response(request, 200, no_data(area), {"content-type": "text/xml"})
-        body = gl_document(doc, params.get("processType", "A16"), area, series)
+        body = gl_document(doc, params.get("processType", "A16"), area, series, self.curve)
         return self._response(request, 200, body, {"content-type": "text/xml"})
 
     def _sum(self, when: datetime) -> float:

@@ -175,6 +175,43 @@ def test_quarter_hours_are_averaged_per_hour_before_weighing(clock):
     assert len(series) == 3 and series.resolution == HOUR
 
 
+@pytest.mark.parametrize("step", [timedelta(minutes=15), HOUR])
+def test_curve_type_a03_with_left_out_positions_reads_as_a01(clock, step):
+    # 2025 documents are A03: a repeated value's position is left out and holds over;
+    # a missing interval splits the series into Periods. Same mix, same intensities.
+    bodies: list[str] = []
+    a03 = FakeEntsoeAPI(clock, step=step)
+    a03.tamper = lambda body: bodies.append(body) or body
+    a01 = FakeEntsoeAPI(clock, step=step, curve="A01")
+    for api in (a03, a01):
+        # Lignite missing for the hour from 10:00: a gap, under either curve type.
+        api.drop = {("B02", SLOT - 2 * HOUR + k * step) for k in range(HOUR // step)}
+    answers = []
+    for api in (a03, a01):
+        p = make(api, clock)
+        answers.append(
+            [
+                p.history(["DE"], SLOT - 6 * HOUR, SLOT),
+                p.latest(["DE"]),
+                p.forecast(["DE"], horizon=6 * HOUR),
+            ]
+        )
+    for got, want in zip(*answers, strict=True):
+        assert got.values.equals(want.values)
+        assert got.estimated_mask().equals(want.estimated_mask())
+    history = answers[0][0]
+    assert history.estimated_mask().at[SLOT - 2 * HOUR, "DE"]  # the gap stayed a gap
+    assert history.values.at[SLOT - 3 * HOUR, "DE"] == pytest.approx(
+        expected(SLOT - 3 * HOUR, step=step)
+    )
+    a75 = next(b for b in bodies if "<type>A75</type>" in b)
+    assert "<curveType>A03</curveType>" in a75
+    nuclear = a75[a75.index("<psrType>B14</psrType>") :].split("</TimeSeries>")[0]
+    assert nuclear.count("<Point>") == 1  # constant all day: one position given
+    lignite = a75[a75.index("<psrType>B02</psrType>") :].split("</TimeSeries>")[0]
+    assert lignite.count("<Period>") == 2  # split around the missing hour
+
+
 def test_history_starting_inside_an_hour_begins_at_the_next(api, clock):
     series = make(api, clock).history(["DE"], SLOT - 150 * timedelta(minutes=1), SLOT)
     assert series.start == SLOT - 2 * HOUR and len(series) == 2
