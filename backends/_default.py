@@ -174,7 +174,10 @@ class DefaultProvider(CarbonProvider):
         if basis not in ("lifecycle", "direct"):
             raise InvalidInputError(f"basis={basis!r}: must be 'lifecycle' or 'direct'")
         self.basis: EmissionBasis = basis
-        self.seed = int(seed)
+        # numpy's generators take non-negative seeds only: refuse others here, not later.
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InvalidInputError(f"seed={seed!r}: must be a non-negative integer")
+        self.seed = seed
 
     @property
     def capabilities(self) -> Capabilities:

@@ -79,6 +79,7 @@ from pandas.api.types import (
 )
 
 from lowcarb.backends.toolkit import (
+    MAX_DATA_FILE_BYTES,
     MAX_PLAUSIBLE_G_PER_KWH,
     Capabilities,
     CarbonProvider,
@@ -86,6 +87,7 @@ from lowcarb.backends.toolkit import (
     GapPolicy,
     GapRun,
     IntensitySeries,
+    check_regular_file,
     ensure_utc,
     fill_gaps,
     format_duration,
@@ -162,6 +164,10 @@ class _Reader:
     # -- reading ------------------------------------------------------------------------
 
     def read(self) -> _Part:
+        # Checked again when read: the file may have been replaced since it was named.
+        check_regular_file(
+            self.path, what="the file", max_bytes=MAX_DATA_FILE_BYTES, error=DataValidationError
+        )
         frame, kind, time_col, value_cols = (
             self._read_csv() if self.is_csv else self._read_parquet()
         )
@@ -893,6 +899,11 @@ def _existing(path: str | os.PathLike[str], option: str) -> Path:
     if not resolved.exists():
         raise ConfigurationError(
             f"providers.file.{option}: {resolved} does not exist (working directory: {Path.cwd()})"
+        )
+    if not resolved.is_dir():
+        # /dev/zero or a FIFO would be read for ever; a huge file would fill the memory.
+        check_regular_file(
+            resolved, what=f"providers.file.{option}:", max_bytes=MAX_DATA_FILE_BYTES
         )
     if resolved.is_dir() and not _data_files(resolved):
         raise ConfigurationError(

@@ -12,6 +12,8 @@ What it holds:
 * the series type and units: :class:`IntensitySeries`, ``Signal``, ``EmissionBasis``,
   :data:`MAX_PLAUSIBLE_G_PER_KWH`, :func:`convert_intensity`,
   :func:`lbs_per_mwh_to_g_per_kwh`;
+* files users name: :func:`check_regular_file` (no devices, FIFOs or oversized files)
+  and :data:`MAX_DATA_FILE_BYTES`;
 * time: :func:`ensure_utc`, :func:`floor_time`, :func:`ceil_time`, :func:`check_range`,
   :func:`format_duration`, :data:`MAX_SPAN`;
 * zones: :data:`ZONE_CATALOG`, :data:`CLOUD_REGIONS`, :class:`ZoneInfo`,
@@ -36,6 +38,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lowcarb._clock import Clock
+from lowcarb._files import MAX_DATA_FILE_BYTES, check_regular_file
 from lowcarb._provider import (
     AsyncCarbonProvider,
     Capabilities,
@@ -81,6 +84,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CLOUD_REGIONS",
+    "MAX_DATA_FILE_BYTES",
     "MAX_PLAUSIBLE_G_PER_KWH",
     "MAX_SPAN",
     "STATUS_ERRORS",
@@ -112,6 +116,7 @@ __all__ = [
     "assemble",
     "ceil_time",
     "check_range",
+    "check_regular_file",
     "convert_intensity",
     "ensure_utc",
     "error_detail",

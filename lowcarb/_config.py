@@ -27,6 +27,7 @@ Other ``LOWCARB_*`` variables are ignored with a warning that names these.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import logging
 import os
 import tomllib
@@ -39,14 +40,17 @@ from typing import Any, Literal
 
 from lowcarb._chain import DEFAULT_PROVIDER, ProviderChain
 from lowcarb._clock import Clock
+from lowcarb._files import MAX_CONFIG_BYTES, MAX_SECRET_BYTES, read_text_file
 from lowcarb._provider import CarbonProvider, Credential
 from lowcarb._registry import available_providers, get_provider_class
-from lowcarb.exceptions import ConfigurationError, MissingCredentialError
+from lowcarb.exceptions import ConfigurationError, MissingCredentialError, UnknownProviderError
 
 __all__ = ["Settings", "load_settings", "open_provider"]
 
 _log = logging.getLogger("lowcarb")
 
+#: How the environment's layer is named in messages (its values are never quoted).
+_ENVIRONMENT = "environment"
 _TOP_LEVEL = ("provider", "fallback", "default_fallback", "ledger", "providers")
 # Variables that configure the CLI or the tests rather than the settings.
 _RESERVED_ENV = ("LOWCARB_CONFIG", "LOWCARB_NOW", "LOWCARB_DEBUG")
@@ -229,14 +233,14 @@ def load_settings(
     if path is None and env.get("LOWCARB_CONFIG"):
         path = Path(env["LOWCARB_CONFIG"])
     if path is not None:
-        if not path.is_file():
+        if not path.exists():
             raise ConfigurationError(f"config file {path} does not exist")
         table = _read_toml(path)
     else:
         path, table = _find_project_file(Path(cwd) if cwd else Path.cwd())
     if path is not None:
         layers.append((path.name, table))
-    layers.append(("environment", _env_layer(env)))
+    layers.append((_ENVIRONMENT, _env_layer(env)))
     if overrides:
         layers.append((origin, overrides))
 
@@ -351,15 +355,19 @@ def open_provider(
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
+    # A regular file of bounded size in UTF-8 (a FIFO or /dev/zero would never end).
+    text = read_text_file(path, what="config file", max_bytes=MAX_CONFIG_BYTES)
     try:
-        with path.open("rb") as fh:
-            data = tomllib.load(fh)
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc.strerror}") from None
+    except RecursionError:
+        raise ConfigurationError(f"{path} is nested too deeply to be a configuration") from None
     if path.name == "pyproject.toml":
-        section = data.get("tool", {}).get("lowcarb", {})
+        tool = data.get("tool", {})
+        if not isinstance(tool, dict):
+            raise ConfigurationError(f"'tool' in {path} must be a table ([tool.lowcarb])")
+        section = tool.get("lowcarb", {})
         if not isinstance(section, dict):
             raise ConfigurationError(f"[tool.lowcarb] in {path} must be a table")
         return section
@@ -460,10 +468,22 @@ def _is_credential_variable(provider: str, var: str) -> bool:
 
 def _check_provider_name(value: Any, key: str, origin: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        raise ConfigurationError(f"{key} = {value!r} in {origin} must be a provider name")
+        raise ConfigurationError(
+            f"{key} = {_shown(value, origin)} in {origin} must be a provider name"
+        )
     name = value.strip().lower()
     if name not in available_providers():
-        get_provider_class(name)  # raises UnknownProviderError with the available names
+        try:
+            get_provider_class(name)  # raises UnknownProviderError with the available names
+        except UnknownProviderError:
+            if origin != _ENVIRONMENT:
+                raise
+            close = difflib.get_close_matches(name, available_providers(), n=2)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise UnknownProviderError(
+                f"{key} from the environment (LOWCARB_{key.upper()}) names no known "
+                f"provider{hint}; available: {', '.join(available_providers())}"
+            ) from None
     return name
 
 
@@ -541,7 +561,13 @@ def _build_options(
     try:
         return options_type(**values)
     except (TypeError, ValueError) as exc:
-        raise ConfigurationError(f"providers.{provider}: {exc}") from None
+        message = str(exc)
+        for key, value in raw.items():
+            # A provider's own check may quote the value: never one from the environment.
+            if origins.get(key) == _ENVIRONMENT and str(value).strip():
+                variable = f"LOWCARB_{_env_name(provider)}_{key.upper()}"
+                message = message.replace(str(value).strip(), f"<the value of {variable}>")
+        raise ConfigurationError(f"providers.{provider}: {message}") from None
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -555,7 +581,7 @@ def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
 
     def fail(allowed: str) -> ConfigurationError:
         return ConfigurationError(
-            f"{key} = {value!r} (from {origin}) is invalid: must be {allowed}"
+            f"{key} = {_shown(value, origin)} (from {origin}) is invalid: must be {allowed}"
         )
 
     if origin_type in (typing.Union, types.UnionType):
@@ -610,6 +636,17 @@ def _coerce(value: Any, hint: Any, key: str, origin: str) -> Any:
     raise fail(_describe(hint))
 
 
+def _shown(value: Any, origin: str) -> str:
+    """``value`` for a message; a value from the environment is never quoted.
+
+    Environment variables carry secrets, and one put in the wrong variable (a key in
+    ``LOWCARB_PROVIDER``) must not be printed by the error that refuses it.
+    """
+    if origin == _ENVIRONMENT:
+        return f"<{len(str(value))} characters, not shown>"
+    return repr(value)
+
+
 def _describe(hint: Any) -> str:
     if typing.get_origin(hint) is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(hint))
@@ -638,12 +675,12 @@ def _read_credentials(
         file_var = cred.env + "_FILE"
         if env.get(file_var):
             path = Path(env[file_var]).expanduser()
-            try:
-                out[cred.key] = path.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise MissingCredentialError(
-                    f"{file_var} names {path}, which cannot be read ({exc.strerror})"
-                ) from None
+            out[cred.key] = read_text_file(
+                path,
+                what=f"{file_var}: the file",
+                max_bytes=MAX_SECRET_BYTES,
+                error=MissingCredentialError,
+            ).strip()
             if not out[cred.key]:
                 raise MissingCredentialError(f"{file_var} names {path}, which is empty")
             continue

@@ -32,7 +32,7 @@ MAX_DATA_FILE_BYTES = 2**30
 
 
 def _size(nbytes: int) -> str:
-    return f"{nbytes / 2**20:g} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:g} KiB"
+    return f"{nbytes / 2**20:.3g} MiB" if nbytes >= 2**20 else f"{nbytes / 2**10:.3g} KiB"
 
 
 def check_regular_file(

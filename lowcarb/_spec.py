@@ -116,8 +116,9 @@ class EngineSpec:
             raise InvalidInputError(f"energy must be an EnergyModel, got {self.energy!r}")
         if not isinstance(self.run_id, str) or not self.run_id:
             raise InvalidInputError(f"run_id must be a non-empty string, got {self.run_id!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise InvalidInputError(f"seed must be an integer, got {self.seed!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            # numpy's generators take non-negative seeds only.
+            raise InvalidInputError(f"seed must be a non-negative integer, got {self.seed!r}")
         if self.ledger is not None:
             object.__setattr__(self, "ledger", Path(self.ledger))
         if self.fallback is not None:

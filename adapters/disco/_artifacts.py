@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from lowcarb import read_text_file
 from lowcarb.exceptions import DataValidationError
 
 __all__ = ["ModelArtifacts", "WeightSpec", "load_artifacts"]
@@ -184,6 +185,22 @@ class ModelArtifacts:
         }
 
 
+def read_json_file(path: Path, what: str) -> Any:
+    """The JSON in a regular file of bounded size (``what`` names it in errors).
+
+    Raises:
+        DataValidationError: For a file that is missing, not regular, too large, not
+            UTF-8, not JSON or nested too deeply.
+    """
+    text = read_text_file(path, what=what, error=DataValidationError)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataValidationError(f"{what} {path} is not JSON: {exc}") from None
+    except RecursionError:
+        raise DataValidationError(f"{what} {path} is nested too deeply") from None
+
+
 def load_artifacts(model_json: Path) -> ModelArtifacts:
     """Read a TF.js layers model (``model.json`` and the weight files it lists).
 
@@ -191,10 +208,7 @@ def load_artifacts(model_json: Path) -> ModelArtifacts:
         DataValidationError: If the files are missing, malformed or inconsistent.
     """
     where = str(model_json)
-    try:
-        raw = json.loads(model_json.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataValidationError(f"cannot read the model: {exc}", where) from exc
+    raw = read_json_file(model_json, "the model")
     if not isinstance(raw, dict) or not isinstance(raw.get("modelTopology"), dict):
         raise DataValidationError("not a TF.js layers model (no modelTopology)", where)
     manifest = raw.get("weightsManifest")

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 
 from lowcarb import CarbonProvider, Clock, EngineSpec, TaskEngines
 from lowcarb.adapters.disco._app import GENERATIONS, BridgeLimits, create_app
+from lowcarb.adapters.disco._artifacts import read_json_file
 from lowcarb.adapters.disco._taskdir import BridgeTask, load_tasks
 from lowcarb.exceptions import DataValidationError
 
@@ -63,10 +63,7 @@ def load_zone_map(path: str | Path) -> dict[str, str]:
         DataValidationError: If the file is not such an object.
     """
     where = str(path)
-    try:
-        raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataValidationError(f"cannot read the zone map: {exc}", where) from exc
+    raw = read_json_file(Path(path), "the zone map")
     if not isinstance(raw, dict) or not all(
         isinstance(k, str) and isinstance(v, str) and v for k, v in raw.items()
     ):

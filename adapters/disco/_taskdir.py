@@ -17,7 +17,6 @@ shares are counted over them, so give it whenever it is known).
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lowcarb import EnergyModel, check_task_id
-from lowcarb.adapters.disco._artifacts import ModelArtifacts, load_artifacts
+from lowcarb.adapters.disco._artifacts import ModelArtifacts, load_artifacts, read_json_file
 from lowcarb.exceptions import DataValidationError
 
 __all__ = ["BridgeTask", "TaskSettings", "load_task", "load_tasks", "task_generation"]
@@ -100,13 +99,10 @@ def _positive_float(raw: Mapping[str, Any], key: str, default: float, where: str
 
 
 def _settings(path: Path) -> TaskSettings:
-    if not path.is_file():
+    if not path.exists():  # optional; but a FIFO or device in its place is refused below
         return TaskSettings()
     where = str(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataValidationError(f"cannot read: {exc}", where) from exc
+    raw = read_json_file(path, "the task settings")
     if not isinstance(raw, dict):
         raise DataValidationError("must hold a JSON object", where)
     unknown = sorted(set(raw) - _SETTINGS_KEYS)
@@ -174,10 +170,7 @@ def load_task(folder: Path) -> BridgeTask:
         DataValidationError: Naming the file and what is wrong with it.
     """
     task_file = folder / "task.json"
-    try:
-        raw = json.loads(task_file.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataValidationError(f"cannot read the task: {exc}", str(task_file)) from exc
+    raw = read_json_file(task_file, "the task")
     if not isinstance(raw, dict):
         raise DataValidationError("a DISCO task is a JSON object", str(task_file))
     try:
@@ -215,7 +208,7 @@ def load_tasks(directory: str | Path, generation: str) -> dict[str, BridgeTask]:
     if not root.is_dir():
         raise DataValidationError("is not a folder of DISCO tasks", str(root))
     tasks: dict[str, BridgeTask] = {}
-    for folder in sorted(p for p in root.iterdir() if (p / "task.json").is_file()):
+    for folder in sorted(p for p in root.iterdir() if (p / "task.json").exists()):
         task = load_task(folder)
         if task.generation != generation:
             raise DataValidationError(

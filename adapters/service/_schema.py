@@ -203,15 +203,10 @@ class Shape:
                     raise RequestError(f"missing required field {here!r}", field=here)
                 continue
             limit = (limits or {}).get(name)
-            if limit is not None:
-                prop = replace(
-                    prop,
-                    **(
-                        {"max_items": limit}
-                        if prop.kind in ("array", "map")
-                        else {"maximum": limit}
-                    ),
-                )
+            if limit is not None and prop.kind in ("array", "map"):
+                prop = replace(prop, max_items=limit)
+            elif limit is not None:
+                prop = replace(prop, maximum=limit)
             out[name] = _check(prop, value[name], here)
         return out
 

@@ -61,8 +61,8 @@ def protocol_for(config: ServiceConfig) -> type[H11Protocol]:
         _since: float = 0.0
         _deadline: asyncio.TimerHandle | None = None
 
-        def connection_made(self, transport: asyncio.BaseTransport) -> None:  # type: ignore[override]
-            super().connection_made(transport)  # type: ignore[arg-type]
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
             self._arm()
             if len(self.connections) > cap and not self._displace():
                 self.transport.write(

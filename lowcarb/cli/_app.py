@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -27,9 +28,9 @@ from lowcarb import (
     load_settings,
     parse_time,
 )
-from lowcarb.exceptions import ConfigurationError, LowcarbError
+from lowcarb.exceptions import ConfigurationError, InvalidInputError, LowcarbError
 
-__all__ = ["app", "config_app", "is_loopback", "main"]
+__all__ = ["app", "cli_time", "config_app", "is_loopback", "main"]
 
 app = typer.Typer(
     name="lowcarb",
@@ -51,6 +52,25 @@ app.add_typer(config_app, name="config")
 
 #: Tables longer than this print a per-zone summary instead (use --json for every value).
 MAX_TABLE_ROWS = 72
+#: Times the command line accepts (UTC, end excluded): the signals, planning horizons and
+#: histories reach weeks around a time, and pandas represents 1677 to 2262 only.
+TIME_RANGE = (datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC))
+
+
+def cli_time(text: str, name: str) -> datetime:
+    """Parse a time given on the command line (ISO 8601, UTC if no offset).
+
+    Raises:
+        InvalidInputError: If it is not ISO 8601 or lies outside :data:`TIME_RANGE`.
+    """
+    when = parse_time(text, name)
+    first, end = TIME_RANGE
+    if not first <= when < end:
+        raise InvalidInputError(
+            f"{name}={text.strip()!r} is outside the times lowcarb works with "
+            f"({first:%Y-%m-%d} to {end.year - 1}-12-31, UTC)"
+        )
+    return when
 
 
 @dataclass
@@ -61,7 +81,7 @@ class _State:
 
     def clock(self) -> Clock:
         if self.now:
-            return ManualClock(parse_time(self.now, "--now"))
+            return ManualClock(cli_time(self.now, "--now"))
         return SystemClock()
 
 
@@ -141,6 +161,18 @@ ZoneOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def _seed(value: int) -> int:
+    # Raised as lowcarb's own error, so that it prints one line like every other.
+    if not 0 <= value < 2**63:  # numpy's generators take non-negative seeds only
+        raise InvalidInputError(f"--seed={value}: use an integer from 0 to {2**63 - 1}")
+    return value
+
+
+SeedOpt = Annotated[
+    int, typer.Option("--seed", metavar="N", callback=_seed, help="Seeds everything random.")
+]
 NowOpt = Annotated[
     str | None,
     typer.Option(

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 
 from lowcarb import EngineSpec
-from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
+from lowcarb.cli._app import (
+    OptionOpt,
+    ProviderOpt,
+    SeedOpt,
+    app,
+    err,
+    is_loopback,
+    load_settings_for,
+    state,
+)
 from lowcarb.exceptions import InvalidInputError
 
 __all__ = ["disco_app"]
@@ -64,7 +73,7 @@ def serve(
         float,
         typer.Option(min=0.1, metavar="S", help="Seconds a round waits for its selected clients."),
     ] = 300.0,
-    seed: Annotated[int, typer.Option(metavar="N", help="Seed of the engines' tie-breaking.")] = 0,
+    seed: SeedOpt = 0,
     provider: ProviderOpt = None,
     option: OptionOpt = None,
 ) -> None:

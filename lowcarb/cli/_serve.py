@@ -9,6 +9,8 @@ from typing import Annotated
 
 import typer
 
+from lowcarb import read_text_file
+from lowcarb._files import MAX_SECRET_BYTES
 from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
 
@@ -36,12 +38,9 @@ def read_token(var: str, environ: dict[str, str] | None = None) -> str:
     path = env.get(var + "_FILE", "").strip()
     if not path:
         raise ConfigurationError(f"--token-env {var}: set {var} or {var}_FILE (a file holding it)")
-    try:
-        token = Path(path).expanduser().read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise ConfigurationError(
-            f"{var}_FILE names {path}, which cannot be read ({exc.strerror})"
-        ) from None
+    token = read_text_file(
+        Path(path).expanduser(), what=f"{var}_FILE: the file", max_bytes=MAX_SECRET_BYTES
+    ).strip()
     if not token:
         raise ConfigurationError(f"{var}_FILE names {path}, which is empty")
     return token

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from lowcarb import CarbonProvider, IntensitySeries, ZoneResolution, parse_time
+from lowcarb import CarbonProvider, IntensitySeries, ZoneResolution
 from lowcarb._time import format_duration
 from lowcarb.cli._app import (
     MAX_TABLE_ROWS,
@@ -21,6 +21,7 @@ from lowcarb.cli._app import (
     ProviderOpt,
     ZoneOpt,
     app,
+    cli_time,
     err,
     open_chain,
     out,
@@ -223,8 +224,8 @@ def history(
         raise InvalidInputError("give either --start or --hours, not both")
 
     def fetch(p: CarbonProvider, zones: list[str]) -> IntensitySeries:
-        stop = parse_time(end, "--end") if end else p.clock.now()
-        first = parse_time(start, "--start") if start else stop - timedelta(hours=hours or 24)
+        stop = cli_time(end, "--end") if end else p.clock.now()
+        first = cli_time(start, "--start") if start else stop - timedelta(hours=hours or 24)
         return p.history(zones, first, stop)
 
     _show_series("Carbon intensity history", provider, option, now, zone, as_json, fetch)
@@ -243,7 +244,7 @@ def forecast(
     as_json: JsonOpt = False,
 ) -> None:
     """Show forecast carbon intensity."""
-    first = parse_time(start, "--start") if start else None
+    first = cli_time(start, "--start") if start else None
     _show_series(
         f"Carbon intensity forecast, next {hours} h",
         provider,

@@ -13,8 +13,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lowcarb import parse_time
-from lowcarb.cli._app import app, err, out
+from lowcarb.cli._app import SeedOpt, app, cli_time, err, out
 from lowcarb.exceptions import InvalidInputError
 from lowcarb.simulation import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
 
@@ -143,7 +142,7 @@ def simulate_command(
     learning: Annotated[
         str, typer.Option("--learning", help="digits (real FedAvg, scikit-learn data) or none.")
     ] = "digits",
-    seed: Annotated[int, typer.Option("--seed", metavar="S", help="Seeds everything.")] = 0,
+    seed: SeedOpt = 0,
     json_path: Annotated[
         str | None,
         typer.Option("--json", metavar="FILE", help="Write results as JSON ('-' for stdout)."),
@@ -155,7 +154,7 @@ def simulate_command(
     """Compare selection policies on a carbon trace, with real federated learning."""
     scenario = Scenario(
         zones=_split(zones, "--zones") if zones else DEFAULT_ZONES,
-        start=parse_time(start, "--start") if start else Scenario().start,
+        start=cli_time(start, "--start") if start else Scenario().start,
         hours=hours,
         clients=clients,
         per_round=per_round,

@@ -143,8 +143,9 @@ def test_bad_environment(tmp_path, caplog):
     assert "LOWCARB_PROVIDER, LOWCARB_FALLBACK" in caplog.text
     assert "LOWCARB_DEFAULT_SEDE" in caplog.text and "LOWCARB_DEFAULT_SEED" in caplog.text
     # A bad value of a known variable still fails.
-    with pytest.raises(UnknownProviderError, match="'fil'"):
+    with pytest.raises(UnknownProviderError, match="LOWCARB_PROVIDER.*did you mean 'file'") as info:
         load_settings(environ={"LOWCARB_PROVIDER": "fil"}, cwd=tmp_path)
+    assert "'fil'" not in str(info.value)  # a value from the environment is never quoted
     with pytest.raises(ConfigurationError, match="must be true or false"):
         load_settings(
             environ={"LOWCARB_SECRETGRID_VERBOSE": "maybe", "LOWCARB_SECRETGRID_TOKEN": "t"},
@@ -250,3 +251,107 @@ def test_relative_paths_in_a_project_file_are_relative_to_it(tmp_path, monkeypat
     # From the environment or the command line, a relative path is relative to the cwd.
     s = load_settings({"providers": {"file": {"path": "x.csv"}}}, environ={}, cwd=sub)
     assert s.provider_options("file").path == Path("x.csv")
+
+
+# -- files users name: regular, bounded, UTF-8 -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'provider = "default"\n# \xff\xfe\n', "is not UTF-8 text"),
+        (b"a = " + b"[" * 100_000 + b"]" * 100_000 + b"\n", "nested too deeply"),
+        (b"provider = \n", "is not valid TOML"),
+    ],
+)
+def test_a_bad_project_file_is_one_clear_error(tmp_path, content, message):
+    (tmp_path / "lowcarb.toml").write_bytes(content)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("tool = 5\n", r"'tool' in .*pyproject.toml must be a table"),
+        ("[tool]\nlowcarb = 5\n", r"\[tool.lowcarb\] in .*pyproject.toml must be a table"),
+        ('tool = "x"\n', "must be a table"),
+    ],
+)
+def test_a_pyproject_whose_tool_is_not_a_table_is_refused(tmp_path, content, message):
+    (tmp_path / "pyproject.toml").write_text(content)
+    with pytest.raises(ConfigurationError, match=message):
+        load_settings(environ={}, cwd=tmp_path)
+
+
+def test_config_files_that_are_not_regular_or_too_large_are_refused(tmp_path, monkeypatch):
+    import os
+
+    import lowcarb._config as config
+
+    fifo = tmp_path / "fifo.toml"
+    os.mkfifo(fifo)  # reading it would wait for a writer for ever
+    with pytest.raises(ConfigurationError, match="is not a regular file"):
+        load_settings(config_file=fifo, environ={}, cwd=tmp_path)
+    with pytest.raises(ConfigurationError, match="is not a regular file"):
+        load_settings(environ={"LOWCARB_CONFIG": "/dev/zero"}, cwd=tmp_path)
+    big = tmp_path / "big.toml"
+    big.write_text('provider = "default"\n' + "# padding\n" * 100)
+    monkeypatch.setattr(config, "MAX_CONFIG_BYTES", 512)
+    with pytest.raises(ConfigurationError, match="larger than the limit of 0.5 KiB"):
+        load_settings(config_file=big, environ={}, cwd=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"\xff\xfetoken"), "is not UTF-8 text"),
+        (lambda p: p.write_text("x" * (65 * 1024)), "larger than the limit of 64 KiB"),
+        (lambda p: __import__("os").mkfifo(p), "is not a regular file"),
+        (lambda p: p.mkdir(), "is a directory"),
+        (lambda p: None, r"cannot be read \(No such file"),
+    ],
+)
+def test_a_bad_credential_file_is_one_clear_error(tmp_path, make, message):
+    path = tmp_path / "token"
+    make(path)
+    env = {"LOWCARB_PROVIDER": "secretgrid", "LOWCARB_SECRETGRID_TOKEN_FILE": str(path)}
+    with pytest.raises(
+        MissingCredentialError, match=f"LOWCARB_SECRETGRID_TOKEN_FILE: the file .*{message}"
+    ):
+        load_settings(environ=env, cwd=tmp_path)
+    assert load_settings(
+        environ={**env, "LOWCARB_SECRETGRID_TOKEN_FILE": "/dev/null"},
+        cwd=tmp_path,
+        check_credentials=False,
+    )
+
+
+SECRET = "sk-live-9f8e7d6c5b4a"
+
+
+@pytest.mark.parametrize(
+    "variable",
+    [
+        "LOWCARB_PROVIDER",
+        "LOWCARB_FALLBACK",
+        "LOWCARB_DEFAULT_FALLBACK",
+        "LOWCARB_SECRETGRID_TIMEOUT_S",
+        "LOWCARB_SECRETGRID_VERBOSE",
+        "LOWCARB_DEFAULT_SEED",
+        "LOWCARB_DEFAULT_BASIS",
+        "LOWCARB_ELECTRICITYMAPS_BASE_URL",
+        "LOWCARB_ELECTRICITYMAPS_TIMEOUT_S",
+    ],
+)
+def test_a_secret_in_a_variable_that_is_not_a_credential_is_never_echoed(tmp_path, variable):
+    env = {variable: SECRET, "LOWCARB_SECRETGRID_TOKEN": "t"}
+    if variable.startswith("LOWCARB_SECRETGRID"):
+        env["LOWCARB_PROVIDER"] = "secretgrid"
+    if variable.startswith("LOWCARB_ELECTRICITYMAPS"):
+        env["LOWCARB_PROVIDER"] = "electricitymaps"
+        env["LOWCARB_ELECTRICITYMAPS_TOKEN"] = "t"
+    with pytest.raises(ConfigurationError) as info:
+        load_settings(environ=env, cwd=tmp_path)
+    assert SECRET not in str(info.value) and SECRET.lower() not in str(info.value)
+    assert variable.removeprefix("LOWCARB_").lower().split("_")[-1] in str(info.value).lower()

@@ -85,7 +85,7 @@ def test_warns_when_binding_beyond_loopback(
         (["--tasks", "no/such/dir"], "is not a folder of DISCO tasks"),
         (
             ["--tasks", str(EXAMPLES / "tasks"), "--zones", "missing.json"],
-            "cannot read the zone map",
+            "the zone map missing.json cannot be read",
         ),
     ],
 )

@@ -111,3 +111,23 @@ def test_task_folders_are_validated(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataValidationError, match="holds no task folder"):
         load_tasks(tmp_path / "empty", "v2")
+
+
+def test_task_files_that_are_not_regular_or_too_deep_are_refused(tmp_path: Path) -> None:
+    import os
+
+    folder = make_tasks(tmp_path, "v2", clients_per_round=2)
+    settings = folder / TASK / "lowcarb.json"
+    settings.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DataValidationError, match="task settings .* is nested too deeply"):
+        load_tasks(folder, "v2")
+    settings.unlink()
+    os.mkfifo(settings)  # reading it would wait for a writer for ever
+    with pytest.raises(DataValidationError, match="task settings .* is not a regular file"):
+        load_tasks(folder, "v2")
+    settings.unlink()
+    task = folder / TASK / "task.json"
+    task.unlink()
+    task.symlink_to("/dev/zero")
+    with pytest.raises(DataValidationError, match="is not a regular file"):
+        load_tasks(folder, "v2")

@@ -704,7 +704,8 @@ def test_the_token_comes_from_the_environment_or_a_file(tmp_path: Path) -> None:
     for env, message in [
         ({}, "set SVC_TOKEN or SVC_TOKEN_FILE"),
         ({"SVC_TOKEN_FILE": str(tmp_path / "none")}, "cannot be read"),
-        ({"SVC_TOKEN_FILE": str(tmp_path)}, "cannot be read"),
+        ({"SVC_TOKEN_FILE": str(tmp_path)}, "is a directory"),
+        ({"SVC_TOKEN_FILE": "/dev/zero"}, "is not a regular file"),
     ]:
         with pytest.raises(ConfigurationError, match=message):
             read_token("SVC_TOKEN", env)
