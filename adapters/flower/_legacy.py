@@ -13,7 +13,8 @@ from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 
 from lowcarb import Client, Decision, ManualClock, SelectionEngine
-from lowcarb.adapters.flower._strategy import NO_ZONE_HINT, select_placed, wait_for_slot
+from lowcarb.adapters.flower._selection import select_placed, wait_for_slot
+from lowcarb.adapters.flower._strategy import NO_ZONE_HINT
 from lowcarb.adapters.flower._zones import place
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 

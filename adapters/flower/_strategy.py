@@ -6,7 +6,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable
-from datetime import timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -16,17 +15,17 @@ from flwr.serverapp.strategy import Strategy
 
 from lowcarb import Client, Decision, ManualClock, SelectionEngine
 from lowcarb.adapters.flower._client import ENERGY_METRIC, ZONES_KEY
+from lowcarb.adapters.flower._selection import (
+    readdress,
+    sampling_strategy,
+    select_placed,
+    uniform,
+    wait_for_slot,
+)
 from lowcarb.adapters.flower._zones import ZoneDirectory, ZoneMap
 from lowcarb.exceptions import InvalidInputError, UnknownZoneError
 
-__all__ = [
-    "CarbonAwareStrategy",
-    "EvaluationMode",
-    "readdress",
-    "sampling_strategy",
-    "select_placed",
-    "wait_for_slot",
-]
+__all__ = ["NO_ZONE_HINT", "CarbonAwareStrategy", "EvaluationMode"]
 
 _log = logging.getLogger("flwr.lowcarb")
 
@@ -41,88 +40,6 @@ NO_ZONE_HINT = (
     f'simulation {ZONES_KEY} = "DE,FR,PL" in [tool.flwr.app.config] (zones by '
     "partition-id); answer_zone_query(app) on the ClientApp reads either"
 )
-
-
-def sampling_strategy(strategy: Strategy) -> Strategy:
-    """The strategy whose sampling settings count (read, never changed).
-
-    Wrappers such as Flower's differential-privacy strategies hold the strategy that
-    samples in ``.strategy`` and have no ``fraction_train`` of their own.
-    """
-    while not hasattr(strategy, "fraction_train") and isinstance(
-        getattr(strategy, "strategy", None), Strategy
-    ):
-        strategy = strategy.strategy  # type: ignore[attr-defined]
-    return strategy
-
-
-def select_placed(engine: SelectionEngine, candidates: list[Client], k: int) -> Decision:
-    """``engine.select``, leaving out nodes an ``unknown_zone="error"`` engine rejects.
-
-    The nodes left out are registered with the engine, so that the run's fairness
-    summary counts them as never selected.
-    """
-    left_out: list[Client] = []
-    while True:
-        try:
-            decision = engine.select(candidates, min(k, len(candidates)))
-        except UnknownZoneError as exc:
-            placed = [c for c in candidates if engine.provider.canonical(c.zone) != exc.zone]
-            if not placed or len(placed) == len(candidates):
-                raise
-            # Leave the unplaced nodes out of this round rather than stopping the training.
-            _log.warning("lowcarb: %s; leaving its nodes out", exc)
-            left_out += [c for c in candidates if c not in placed]
-            candidates = placed
-            continue
-        if left_out:
-            engine.register(left_out)
-        return decision
-
-
-def wait_for_slot(engine: SelectionEngine, decision: Decision) -> None:
-    """Wait until a paused decision's next slot, saying why.
-
-    A ManualClock jumps; the system clock sleeps for real. The engine pauses only while
-    its deadline leaves slack, so the deadline bounds every wait.
-    """
-    assert decision.wait_until is not None
-    seconds = max(0.0, (decision.wait_until - engine.clock.now()).total_seconds())
-    _log.info(
-        "lowcarb: round %d waits %s until %s: %s",
-        decision.round,
-        timedelta(seconds=round(seconds)),
-        f"{decision.wait_until:%Y-%m-%d %H:%M}Z",
-        decision.reason,
-    )
-    engine.clock.sleep(seconds)
-
-
-def readdress(messages: list[Message], nodes: list[int]) -> list[Message] | None:
-    """The instructions in ``messages`` addressed to ``nodes`` instead.
-
-    Built-in strategies send every node the same content; a message already addressed
-    to one of ``nodes`` is kept as it is. None when the contents differ between nodes
-    (a strategy that instructs each node differently), which cannot be moved.
-    """
-    if not messages:
-        return []
-    first = messages[0]
-    if any(m.content is not first.content and m.content != first.content for m in messages):
-        return None
-    kept = {m.metadata.dst_node_id: m for m in messages if m.metadata.dst_node_id in set(nodes)}
-    return [
-        kept[node]
-        if node in kept
-        else Message(
-            first.content,
-            dst_node_id=node,
-            message_type=first.metadata.message_type,
-            ttl=first.metadata.ttl,
-            group_id=first.metadata.group_id or None,
-        )
-        for node in nodes
-    ]
 
 
 def _destinations(messages: list[Message]) -> list[int]:
@@ -323,7 +240,7 @@ class CarbonAwareStrategy(Strategy):
         if not wanted:
             # The inner strategy trains nobody (e.g. fraction_train=0): neither does lowcarb.
             return messages
-        if readdress(messages, []) is None:
+        if not uniform(messages):
             return self._unmanaged(
                 server_round, messages, "the inner strategy instructs each node differently"
             )
@@ -499,7 +416,7 @@ class CarbonAwareStrategy(Strategy):
         """Log the inner strategy's summary, then lowcarb's settings and where they came from."""
         self.strategy.summary()
         engine = self.engine
-        _log.info("lowcarb: %s", describe(engine))
+        _log.info("lowcarb: %s", _describe(engine))
         _log.info(
             "lowcarb: %s policy, evaluation=%s, waiting for %d nodes, %s time",
             engine.policy_name,
@@ -516,7 +433,7 @@ class CarbonAwareStrategy(Strategy):
             )
 
 
-def describe(engine: SelectionEngine) -> str:
+def _describe(engine: SelectionEngine) -> str:
     """Which provider chain, ledger and run are in force, and where each came from."""
     settings = engine.spec.settings
     sources = dict(settings.sources) if settings is not None else {}
