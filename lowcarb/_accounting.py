@@ -121,7 +121,9 @@ class RunSummary:
         signal_kinds: Client-rounds by what their intensity is (``average lifecycle``,
             ``marginal direct``, ...; ``not recorded`` for rounds whose ledger kept no
             kind).
-        providers: Rounds by the provider that answered for most of their zones.
+        providers: Selected client-rounds by what gave their zone's intensity: a
+            provider's registry name, ``cache`` (a last good signal kept when the
+            provider failed) or ``stand-in`` (the mean of the other zones).
     """
 
     run_id: str
@@ -264,6 +266,14 @@ def _fallback_zones(signal: Mapping[str, Any]) -> set[str]:
     }
 
 
+def _answered_by(signal: Mapping[str, Any], zone: str) -> str:
+    """Who gave a zone's intensity in a round (see :func:`_fallback_zones`)."""
+    how = str((signal.get("sources") or {}).get(zone) or signal.get("provider") or "unknown")
+    if how.startswith("mean of other zones"):
+        return "stand-in"
+    return how.split(" ")[0]
+
+
 def _kind(signal: Mapping[str, Any]) -> str:
     kind, basis = signal.get("kind"), signal.get("basis")
     return "not recorded" if kind is None else f"{kind} {basis}" if basis else str(kind)
@@ -296,9 +306,9 @@ def summarize(
         stand_ins = _fallback_zones(record.signal)
         kind = _kind(record.signal)
         kinds[kind] = kinds.get(kind, 0) + len(record.clients)
-        provider = str(record.signal.get("provider") or "unknown")
-        providers[provider] = providers.get(provider, 0) + 1
         for c in record.clients:
+            who = _answered_by(record.signal, c.zone)
+            providers[who] = providers.get(who, 0) + 1
             fallback_rounds += c.zone in stand_ins
             if c.energy_source == "measured":
                 measured += c.energy_kwh

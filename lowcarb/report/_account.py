@@ -18,7 +18,7 @@ from lowcarb import EmbodiedCarbon, InvalidInputError, RunSummary, __version__, 
 from lowcarb.report._facts import EQUIVALENTS, data_source
 from lowcarb.report._source import RunSnapshot
 
-__all__ = ["FORMAT", "COUNTERFACTUAL_METHOD", "build_report", "fmt_g", "fmt_pct"]
+__all__ = ["COUNTERFACTUAL_METHOD", "FORMAT", "build_report", "fmt_g", "fmt_num", "fmt_pct"]
 
 #: What answers for a zone without being a data source (see RunSummary.providers).
 _NOT_SOURCES = ("cache", "stand-in")
@@ -39,7 +39,7 @@ def fmt_g(grams: float | None) -> str:
     """A mass of CO2eq for people: ``812 g``, ``3.46 kg``, ``1.20 t``."""
     if grams is None:
         return "n/a"
-    size = abs(grams)
+    size = abs(float(f"{grams:.3g}"))  # 999.7 g prints as 1.00 kg
     if size >= 1e6:
         return f"{_sig(grams / 1e6)} t"
     if size >= 1e3:
@@ -51,6 +51,15 @@ def _sig(value: float) -> str:
     """Three significant digits, trailing zeros kept (``1.00``, ``12.0``, ``100``)."""
     text = f"{value:#.3g}"
     return text[:-1] if text.endswith(".") else text
+
+
+def fmt_num(value: float | None) -> str:
+    """A number for people: three significant digits, whole numbers from 1,000 up."""
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000 or float(value).is_integer():
+        return f"{value:,.0f}"
+    return _sig(value)
 
 
 def fmt_pct(share: float | None, *, signed: bool = False) -> str:
@@ -246,7 +255,7 @@ def build_report(
 
 
 def _kg(grams: float) -> str:
-    return f"{grams / 1000:.3g} kg CO2eq"
+    return f"{fmt_num(grams / 1000)} kg CO2eq"
 
 
 def paragraph(report: Mapping[str, Any]) -> str:
@@ -264,8 +273,8 @@ def paragraph(report: Mapping[str, Any]) -> str:
     text = (
         f"The model was trained for {run['rounds']} federated rounds between {start} and "
         f"{end} UTC; each round lowcarb's {run['policy']!r} policy selected on average "
-        f"{run['mean_clients_per_round']:.3g} of {run['clients']} clients in {run['zones']} "
-        f"grid zones. The clients' training used {sci['energy_kwh']:.3g} kWh "
+        f"{fmt_num(run['mean_clients_per_round'])} of {run['clients']} clients in {run['zones']} "
+        f"grid zones. The clients' training used {fmt_num(sci['energy_kwh'])} kWh "
         f"({sci['measured_share'] * 100:.0f} % of the selected clients' energy measured, "
         f"the rest modelled) at a mean grid carbon intensity of "
         f"{sci['intensity_g_per_kwh'] or 0:.0f} gCO2eq/kWh (location-based {kind} intensities "
@@ -277,8 +286,9 @@ def paragraph(report: Mapping[str, Any]) -> str:
     if embodied["included"]:
         text += (
             f"; with the client devices' embodied emissions (M = {_kg(sci['embodied_g'])}: "
-            f"{embodied['device_kg']:.3g} kg per device over {embodied['lifetime_years']:.3g} "
-            f"years, amortised over {embodied['device_hours']:.3g} device-hours) the "
+            f"{fmt_num(embodied['device_kg'])} kg per device over "
+            f"{fmt_num(embodied['lifetime_years'])} years, amortised over "
+            f"{fmt_num(embodied['device_hours'])} device-hours) the "
             f"footprint is {_kg(sci['total_g'])}."
         )
     else:
@@ -295,8 +305,8 @@ def paragraph(report: Mapping[str, Any]) -> str:
         f"{part['jain']:.3f} over rounds per client (from {part['min']:.0f} to "
         f"{part['max']:.0f}; {part['never']} clients never selected)."
     )
-    units = f" In the SCI's terms that is {sci['per_round_g']:.3g} gCO2eq per round"
+    units = f" In the SCI's terms that is {fmt_num(sci['per_round_g'])} gCO2eq per round"
     if sci["per_accuracy_point_g"] is not None:
-        units += f" and {sci['per_accuracy_point_g']:.3g} gCO2eq per point of accuracy gained"
+        units += f" and {fmt_num(sci['per_accuracy_point_g'])} gCO2eq per point of accuracy gained"
     text += units + " (lowcarb " + str(report["lowcarb"]) + ")."
     return text

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from lowcarb import ConfigurationError
+from lowcarb.report._account import fmt_num
 from lowcarb.report._source import RunSnapshot
 
 __all__ = ["render_plots", "require_pyplot"]
@@ -72,6 +73,8 @@ def _svg(plt: Any, fig: Any, label: str) -> str:
     plt.close(fig)
     text = buffer.getvalue()
     text = text[text.index("<svg") :].replace(_INK, "currentColor")
+    # The RDF metadata says only "matplotlib, an image": a page needs none of it.
+    text = re.sub(r"\s*<metadata>.*?</metadata>", "", text, count=1, flags=re.DOTALL)
     # Scale with the page: the viewBox keeps the proportions.
     text = re.sub(
         r'<svg([^>]*?) width="[^"]*" height="[^"]*"',
@@ -113,6 +116,10 @@ def _zones_figure(plt: Any, snapshot: RunSnapshot) -> str:
         colour = colours(i % 10)
         xs = [starts[n] for n, zones in snapshot.intensities if zone in zones and n in starts]
         ys = [zones[zone] for n, zones in snapshot.intensities if zone in zones and n in starts]
+        if xs and xs[-1] == snapshot.records[-1].start:
+            # The last round's value holds until the round's end, as the others do.
+            xs.append(snapshot.records[-1].end)
+            ys.append(ys[-1])
         ax.step(xs, ys, where="post", color=colour, lw=1.2, label=_tex_safe(zone))
         chosen_x: list[datetime] = []
         chosen_y: list[float] = []
@@ -189,7 +196,7 @@ def _participation_figure(plt: Any, report: Mapping[str, Any]) -> str:
     ax.bar(xs, [counts[x] for x in xs], width=0.8, color="#457b9d")
     share = report["participation"]["fair_share"]
     if share is not None:
-        ax.axvline(share, color=_INK, lw=1.0, ls=":", label=f"fair share {share:.3g}")
+        ax.axvline(share, color=_INK, lw=1.0, ls=":", label=f"fair share {fmt_num(share)}")
         ax.legend(loc="upper left")
     ax.set_title("Participation: clients by rounds taken", loc="left")
     ax.set_xlabel("rounds taken")

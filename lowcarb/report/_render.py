@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from lowcarb.report._account import fmt_g, fmt_pct
+from lowcarb.report._account import fmt_g, fmt_num, fmt_pct
 
 __all__ = ["CLIENT_ROWS", "render_html", "render_json", "render_markdown", "stylesheet"]
 
@@ -36,7 +36,7 @@ def stylesheet() -> str:
 
 
 def _kwh(value: float | None) -> str:
-    return "n/a" if value is None else f"{value:.3g} kWh"
+    return "n/a" if value is None else f"{fmt_num(value)} kWh"
 
 
 def _round0(value: float | None) -> str:
@@ -70,6 +70,7 @@ def _environment() -> Any:
         signed=lambda v: fmt_pct(v, signed=True),
         saving=_saving,
         round0=_round0,
+        n3=fmt_num,
         when=_when,
     )
     return env
@@ -144,19 +145,20 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         [
             "M, embodied",
             fmt_g(sci["embodied_g"]),
-            f"{emb['device_kg']:.3g} kg per device over {emb['lifetime_years']:.3g} years, "
-            f"{emb['device_hours']:.3g} device-hours ({_md(emb['source'])})",
+            f"{fmt_num(emb['device_kg'])} kg per device over "
+            f"{fmt_num(emb['lifetime_years'])} years, "
+            f"{fmt_num(emb['device_hours'])} device-hours ({_md(emb['source'])})",
         ]
         if emb["included"]
         else [
             "M, embodied",
             "not included",
             "the client devices' manufacture is left out: lowcarb does not know their "
-            f"hardware ({emb['device_hours']:.3g} device-hours; `--embodied` adds it)",
+            f"hardware ({fmt_num(emb['device_hours'])} device-hours; `--embodied` adds it)",
         ]
     )
     accuracy = (
-        f"R = one point of accuracy gained ({sci['accuracy_points']:.3g} points)"
+        f"R = one point of accuracy gained ({fmt_num(sci['accuracy_points'])} points)"
         if sci["accuracy_points"] is not None
         else "no accuracy was reported with the rounds"
     )
@@ -226,7 +228,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "## Participation and fairness",
         "",
         f"Jain's index over rounds per client: {part['jain']:.3f}. Rounds per client from "
-        f"{part['min']:.0f} to {part['max']:.0f}; fair share {part['fair_share']:.3g}; "
+        f"{part['min']:.0f} to {part['max']:.0f}; fair share {fmt_num(part['fair_share'])}; "
         f"{part['never']} of {part['clients']} clients never selected.",
         "",
         "### By zone",
@@ -276,7 +278,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
             [
                 [
                     _md(e["label"]),
-                    f"{e['value']:.3g} {e['unit']}",
+                    f"{fmt_num(e['value'])} {e['unit']}",
                     f"{e['factor']:.4g} {e['factor_unit']} of the run's "
                     f"{'emissions' if e['of'] == 'total_g' else 'energy'}: {_md(e['source'])}",
                 ]

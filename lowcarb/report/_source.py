@@ -222,7 +222,8 @@ class PathSource(LedgerSource):
         if not self.path.exists():
             raise InvalidInputError(f"no ledger file or state folder at {self.path}")
         self.folder = self.path.is_dir()
-        self.label = self.path.name or str(self.path)
+        name = self.path.name or str(self.path)
+        self.label = f"state folder {name}" if self.folder else name
         self._cache = _DecisionCache()
 
     def __repr__(self) -> str:

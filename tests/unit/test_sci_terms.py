@@ -50,7 +50,7 @@ def test_sci_terms_without_embodied_carbon():
     # Three devices (two selected, one that trained anyway) for half an hour, twice.
     assert summary.device_hours == pytest.approx(3.0)
     assert summary.signal_kinds == {"average lifecycle": 4}
-    assert summary.providers == {"p": 2}
+    assert summary.providers == {"p": 4}
 
 
 def test_embodied_carbon_is_amortised_over_the_time_reserved():
@@ -73,6 +73,7 @@ def test_fallback_share_counts_client_rounds_not_rounds():
     }
     summary = summarize([_record(1, signal=signal), _record(2)])
     assert summary.fallback_share == pytest.approx(0.25)
+    assert summary.providers == {"p": 3, "default": 1}
     assert summary.signal_kinds == {"not recorded": 2, "average lifecycle": 2}
 
 

@@ -23,16 +23,23 @@ function el(tag, attrs, ...children) {
 function sig(value) {
   return Number(value).toPrecision(3);
 }
+function num3(value) {
+  const number = Number(value);
+  if (Math.abs(number) >= 1000 || Number.isInteger(number)) {
+    return Math.round(number).toLocaleString("en-US");
+  }
+  return sig(number);
+}
 const fmt = {
   mass(g) {
     if (g === null || g === undefined) return "n/a";
-    const size = Math.abs(g);
+    const size = Math.abs(Number(sig(g))); // 999.7 g prints as 1.00 kg
     if (size >= 1e6) return `${sig(g / 1e6)} t`;
     if (size >= 1e3) return `${sig(g / 1e3)} kg`;
     return `${sig(g)} g`;
   },
   kwh(value) {
-    return value === null || value === undefined ? "n/a" : `${sig(value)} kWh`;
+    return value === null || value === undefined ? "n/a" : `${num3(value)} kWh`;
   },
   pct(share) {
     return share === null || share === undefined ? "n/a" : `${(share * 100).toFixed(1)} %`;
