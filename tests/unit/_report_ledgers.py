@@ -1,14 +1,13 @@
 """Ledgers written by a real SelectionEngine for the report and dashboard tests.
 
-Also a script: ``python _report_ledgers.py PATH [ROUNDS] [PAUSE_S]`` writes the hospital
-run round by round, sleeping ``PAUSE_S`` seconds between rounds (a training in progress
-for the browser tests), and prints ``round N`` after each completed round.
+Also a script, a training in progress for the browser tests: ``python _report_ledgers.py
+PATH ROUNDS PLANNED`` trains one more round each time a line arrives on stdin, up to
+``ROUNDS`` of a run of ``PLANNED``, and prints ``round N`` once round N is completed.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -33,13 +32,13 @@ def write_run(
     k: int = 5,
     task: str = TASK,
     measured: bool = True,
-    pause_s: float = 0.0,
-    announce: bool = False,
+    step: bool = False,
 ) -> Path:
     """Train ``rounds`` rounds of ``k`` of 30 hospitals, completing each with an accuracy.
 
     Every third round one client's energy is measured; the rest is modelled. The actual
-    intensity is read back from the provider's history at completion.
+    intensity is read back from the provider's history at completion. With ``step``, each
+    round waits for a line on stdin and is announced on stdout when complete.
     """
     clock = lowcarb.ManualClock(START)
     clients = hospitals()
@@ -47,6 +46,8 @@ def write_run(
         "default", rounds=planned or rounds, run_id=task, ledger=path, clock=clock
     ) as engine:
         for r in range(engine.rounds_done, rounds):
+            if step and not sys.stdin.readline():
+                break  # the test closed stdin: the training stops here
             decision = engine.select(clients, k=k)
             clock.set(decision.end)
             energy = {decision.selected[0]: 0.041} if measured and r % 3 == 0 else None
@@ -54,19 +55,10 @@ def write_run(
                 decision, energy_kwh=energy, metrics={"accuracy": 0.55 + 0.35 * (1 - 0.9**r)}
             )
             clock.set(decision.start + timedelta(hours=1))
-            if announce:
+            if step:
                 print(f"round {decision.round}", flush=True)
-            if pause_s:
-                time.sleep(pause_s)
     return Path(path)
 
 
 if __name__ == "__main__":
-    total = int(sys.argv[2]) if len(sys.argv) > 2 else 24
-    write_run(
-        sys.argv[1],
-        rounds=total,
-        planned=max(total, 48),
-        pause_s=float(sys.argv[3]) if len(sys.argv) > 3 else 0.0,
-        announce=True,
-    )
+    write_run(sys.argv[1], rounds=int(sys.argv[2]), planned=int(sys.argv[3]), step=True)
