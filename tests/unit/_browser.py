@@ -24,7 +24,18 @@ from typing import Any
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ARTIFACTS = Path(os.environ.get("LOWCARB_TEST_ARTIFACTS") or REPO / "build" / "test-artifacts")
+# Read when the tests are collected: the suite's autouse fixture clears LOWCARB_* before
+# each test runs.
+SETTINGS = {
+    name: os.environ.get(name, "")
+    for name in (
+        "LOWCARB_CHROMIUM",
+        "LOWCARB_REQUIRE_BROWSER",
+        "LOWCARB_TEST_ARTIFACTS",
+        "LOWCARB_DOCS_SCREENSHOTS",
+    )
+}
+ARTIFACTS = Path(SETTINGS["LOWCARB_TEST_ARTIFACTS"] or REPO / "build" / "test-artifacts")
 DOCS_IMAGES = REPO / "docs" / "img"
 FLAGS = [
     "--no-sandbox",
@@ -38,9 +49,11 @@ FLAGS = [
 
 def chromium() -> str:
     """The Chromium to drive, or skip (fail in CI) saying how to get one."""
-    found = os.environ.get("LOWCARB_CHROMIUM") or shutil.which("chromium")
+    found = SETTINGS["LOWCARB_CHROMIUM"] or shutil.which("chromium")
     problem = None
-    if not found:
+    if found and not os.access(found, os.X_OK):
+        problem = f"LOWCARB_CHROMIUM names {found}, which is not an executable"
+    elif not found:
         problem = "no Chromium: install Debian's chromium package (apt-get install chromium)"
     else:
         try:
@@ -48,7 +61,7 @@ def chromium() -> str:
         except ImportError:
             problem = "Playwright for Python is missing: pip install -e '.[dev]'"
     if problem:
-        if os.environ.get("LOWCARB_REQUIRE_BROWSER"):
+        if SETTINGS["LOWCARB_REQUIRE_BROWSER"]:
             pytest.fail(problem)
         pytest.skip(problem)
     assert found is not None
@@ -98,7 +111,7 @@ def screenshot(page: Any, name: str, *, docs: bool = False, full_page: bool = Fa
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=full_page)
-    if docs and os.environ.get("LOWCARB_DOCS_SCREENSHOTS"):
+    if docs and SETTINGS["LOWCARB_DOCS_SCREENSHOTS"]:
         from PIL import Image
 
         DOCS_IMAGES.mkdir(parents=True, exist_ok=True)

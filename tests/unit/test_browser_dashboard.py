@@ -124,7 +124,7 @@ def _wait_for_round(page: Any, number: int) -> None:
 
 @pytest.fixture
 def training(tmp_path: Path) -> Iterator[tuple[Path, Training]]:
-    state = tmp_path / "state"
+    state = tmp_path / "lowcarb-state"
     state.mkdir()
     ledger = state / f"{TASK}.ledger.sqlite"
     writer = Training(ledger, rounds=12, planned=24)
