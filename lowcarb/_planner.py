@@ -11,13 +11,15 @@ many clients of each group take part in each future slot::
                 0 <= x[g,t] <= size[g] * available[g,t],  x integer,  y binary
 
 When every slot must run (no deadline slack) ``y`` is fixed to 1 and the problem is a
-bounded transportation problem, whose constraint matrix is totally unimodular: the LP
-optimum is integral and HiGHS finds it at the root. With slack, the binaries ``y`` let
-the plan pause whole rounds or start later (Pause-and-Resume, Flexible Start). Their LP
-relaxation is nearly always integral already; when a few ``y`` come out fractional, the
-planner fixes the others and branches on those few (relax-and-fix), reporting the gap to
-the relaxation's bound (``Plan.gap``). On three decisions captured from the seed scenario
-with 96 rounds within 120 h this took 300-480 ms down to 80-90 ms.
+bounded transportation problem: a min-cost flow from the groups to the slots, solved
+exactly by OR-Tools' ``SimpleMinCostFlow`` (integral by construction). A general LP
+solver took 3-7 times as long on the same instances (``docs/benchmarks.md``). With slack,
+the binaries ``y`` let the plan pause whole rounds or start later (Pause-and-Resume,
+Flexible Start), and HiGHS solves the model: its LP relaxation is nearly always integral
+already; when a few ``y`` come out fractional, the planner fixes the others and branches
+on those few (relax-and-fix), reporting the gap to the relaxation's bound (``Plan.gap``).
+On three decisions captured from the seed scenario with 96 rounds within 120 h this took
+300-480 ms down to 80-90 ms.
 
 Quotas are soft with a penalty larger than any possible saving, so a plan always exists
 (for example when new clients join late and cannot all reach their share); the penalty
@@ -183,7 +185,7 @@ class _Model:
             # found so far is taken (its distance from the bound goes to Plan.gap).
             highs.setOptionValue("time_limit", MIP_TIME_LIMIT_S)
         else:
-            # Presolve finds little to remove in a transportation problem and costs ~20 %.
+            # Presolve finds little to remove in a transportation-like LP and costs ~20 %.
             highs.setOptionValue("presolve", "off")
         highs.passModel(lp)
         highs.run()
@@ -197,17 +199,115 @@ class _Model:
         return values, float(highs.getInfo().objective_function_value)
 
 
+def _scaled_costs(problem: PlanningProblem) -> np.ndarray:
+    """Costs normalised to [0, 1], with the planner's tie-breaks added.
+
+    Normalised, a quota penalty of a few units is larger than any achievable saving, so
+    fairness is lexicographically first.
+    """
+    cost, slots = problem.cost, problem.cost.shape[1]
+    low, span = float(cost.min()), float(np.ptp(cost))
+    scaled = (cost - low) / span if span > 0 else np.zeros_like(cost)
+    # Among (nearly) equal costs prefer earlier slots: the training ends sooner, and near
+    # slots rest on the more certain part of the forecast. The nudge is at most 1e-4 of
+    # the cost range, above the solvers' tolerances and below any real difference.
+    scaled = scaled + 1e-4 * np.arange(slots) / slots
+    if problem.priority is not None:
+        # Ties in the current slot go to the groups furthest behind (without it a client
+        # can be put off round after round while the plan keeps "its turn" for later).
+        scaled[:, 0] -= 1e-5 * problem.priority
+    return np.asarray(scaled)
+
+
+#: Integer cost units per unit of normalised cost in the flow solver: resolves the
+#: tie-break nudges (1e-5 of the range = 100 units) while keeping the cost range, and so
+#: the solver's scaling phases, small.
+_FLOW_COST_UNITS = 10**7
+
+
+def _solve_flow(problem: PlanningProblem, scaled: np.ndarray, cap: np.ndarray) -> Plan:
+    """Every slot runs: the plan as a min-cost flow, source -> groups -> slots.
+
+    Each slot node demands K; arc (g, t) carries up to ``cap[g, t]`` clients at the
+    slot's cost. Quotas are first met exactly: each group node supplies its minimum
+    ``size * lo`` itself and the source supplies the rest through arcs of capacity
+    ``size * (hi - lo)``. Only when that has no solution are the quotas made soft.
+    """
+    from ortools.graph.python import min_cost_flow
+
+    groups, slots = scaled.shape
+    k = problem.per_round
+    need = k * slots
+    low = np.rint(problem.size * problem.quota_lo).astype(np.int64)
+    high = np.maximum(np.rint(problem.size * problem.quota_hi).astype(np.int64), low)
+    unit = np.rint(scaled * _FLOW_COST_UNITS).astype(np.int64)
+    # Node 0 is the source, then the groups, then the slots.
+    group_node, slot_node = 1 + np.arange(groups), 1 + groups + np.arange(slots)
+    transport = (
+        np.repeat(group_node, slots),
+        np.tile(slot_node, groups),
+        cap.ravel().astype(np.int64),
+        unit.ravel(),
+    )
+
+    def solve(
+        quota_arcs: tuple[np.ndarray, ...], supplies: np.ndarray
+    ) -> tuple[Any, np.ndarray] | None:
+        flow = min_cost_flow.SimpleMinCostFlow()
+        tails, heads, caps, costs = (
+            np.concatenate(parts) for parts in zip(quota_arcs, transport, strict=True)
+        )
+        flow.add_arcs_with_capacity_and_unit_cost(tails, heads, caps, costs)
+        flow.set_nodes_supplies(np.arange(1 + groups + slots), supplies)
+        if flow.solve() != flow.OPTIMAL:
+            return None
+        return flow, flow.flows(np.arange(flow.num_arcs()))
+
+    slot_demand = np.full(slots, -k, dtype=np.int64)
+    shortfall = excess = 0
+    answer = None
+    if low.sum() <= need <= high.sum():
+        quota = (np.zeros(groups, np.int64), group_node, high - low, np.zeros(groups, np.int64))
+        supplies = np.concatenate([[need - low.sum()], low, slot_demand])
+        answer = solve(quota, supplies)
+        arcs_before = groups
+    if answer is None:
+        # Soft quotas: a unit below the minimum or above the maximum costs more than any
+        # path of transfers between groups can save (a simple path visits each slot at
+        # most once, and each visit changes the normalised cost by at most ~1).
+        penalty = (min(groups, slots) + 2) * 2 * _FLOW_COST_UNITS
+        quota = (
+            np.zeros(3 * groups, np.int64),
+            np.tile(group_node, 3),
+            np.concatenate([low, high - low, np.full(groups, need)]),
+            np.repeat(np.array([-penalty, 0, penalty], dtype=np.int64), groups),
+        )
+        supplies = np.concatenate([[need], np.zeros(groups, np.int64), slot_demand])
+        answer = solve(quota, supplies)
+        if answer is None:  # pragma: no cover - soft quotas and runnable slots are feasible
+            raise LowcarbError("the planner found no plan")
+        flows = answer[1]
+        shortfall = int((low - flows[:groups]).sum())
+        excess = int(flows[2 * groups : 3 * groups].sum())
+        arcs_before = 3 * groups
+    counts = answer[1][arcs_before:].reshape(groups, slots).astype(np.int64)
+    return Plan(
+        counts=counts,
+        runs=np.ones(slots, dtype=bool),
+        cost=float((counts * problem.cost).sum()),
+        shortfall=shortfall,
+        excess=excess,
+    )
+
+
 def solve_plan(problem: PlanningProblem) -> Plan:
-    """Solve the planning problem exactly with HiGHS.
+    """Solve the planning problem exactly: min-cost flow, or HiGHS when it may pause.
 
     Raises:
         LowcarbError: If some slot cannot be filled with K available clients.
     """
-    import scipy.sparse as sp
-
     cost, size, k = problem.cost, problem.size.astype(float), problem.per_round
     groups, slots = cost.shape
-    pause = problem.rounds < slots
     cap = np.broadcast_to(size[:, None], (groups, slots)).astype(float)
     if problem.available is not None:
         cap = cap * problem.available
@@ -217,24 +317,27 @@ def solve_plan(problem: PlanningProblem) -> Plan:
             f"only {int(runnable.sum())} of {slots} slots have {k} available clients, "
             f"but {problem.rounds} rounds are needed"
         )
+    scaled = _scaled_costs(problem)
+    if problem.rounds == slots:
+        return _solve_flow(problem, scaled, cap)
+    return _solve_with_pauses(problem, scaled, cap, runnable)
 
-    # Costs normalised to [0, 1] so that a quota penalty of (client-rounds + 1) is larger
-    # than any achievable saving: fairness is lexicographically first.
-    low, span = float(cost.min()), float(np.ptp(cost))
-    scaled = (cost - low) / span if span > 0 else np.zeros_like(cost)
-    # Among (nearly) equal costs prefer earlier slots: the training ends sooner, and near
-    # slots rest on the more certain part of the forecast. The nudge is at most 1e-4 of
-    # the cost range, above the solver's tolerances and below any real difference.
-    scaled = scaled + 1e-4 * np.arange(slots) / slots
-    if problem.priority is not None:
-        # Ties in the current slot go to the groups furthest behind (without it a client
-        # can be put off round after round while the plan keeps "its turn" for later).
-        scaled[:, 0] -= 1e-5 * problem.priority
+
+def _solve_with_pauses(
+    problem: PlanningProblem, scaled: np.ndarray, cap: np.ndarray, runnable: np.ndarray
+) -> Plan:
+    """Fewer rounds than slots: the plan with binaries ``y`` (which slots run), by HiGHS."""
+    import scipy.sparse as sp
+
+    size, k = problem.size.astype(float), problem.per_round
+    groups, slots = scaled.shape
+    # With normalised costs, a quota penalty of (client-rounds + 1) is larger than any
+    # achievable saving.
     penalty = float(problem.rounds * k + 1)
 
     n_x = groups * slots
-    n_y = slots if pause else 0
-    # Variables: x (group-major), y (slots, only with pause), shortfall (G), excess (G).
+    n_y = slots
+    # Variables: x (group-major), y (slots), shortfall (G), excess (G).
     c = np.concatenate([scaled.ravel(), np.zeros(n_y), np.full(2 * groups, penalty)])
     n = c.size
     x_cols = np.arange(n_x)
@@ -245,13 +348,11 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     row_lo: list[np.ndarray] = []
     row_hi: list[np.ndarray] = []
 
-    # Slot rows: sum_g x[g,t] - K y[t] = 0 with pause, else sum_g x[g,t] = K.
+    # Slot rows: sum_g x[g,t] - K y[t] = 0.
     blocks.append((t_of, x_cols, np.ones(n_x)))
-    if pause:
-        blocks.append((np.arange(slots), y_cols, np.full(slots, -float(k))))
-    target = 0.0 if pause else float(k)
-    row_lo.append(np.full(slots, target))
-    row_hi.append(np.full(slots, target))
+    blocks.append((np.arange(slots), y_cols, np.full(slots, -float(k))))
+    row_lo.append(np.zeros(slots))
+    row_hi.append(np.zeros(slots))
     # Group rows: size*lo <= sum_t x + shortfall - excess <= size*hi.
     group_rows = slots + np.arange(groups)
     blocks.append((slots + g_of, x_cols, np.ones(n_x)))
@@ -260,26 +361,23 @@ def solve_plan(problem: PlanningProblem) -> Plan:
     row_lo.append(size * problem.quota_lo)
     row_hi.append(size * problem.quota_hi)
     n_rows = slots + groups
-    if pause:
-        # Exactly the remaining rounds run.
-        blocks.append((np.full(slots, n_rows), y_cols, np.ones(slots)))
-        row_lo.append(np.array([float(problem.rounds)]))
-        row_hi.append(np.array([float(problem.rounds)]))
-        n_rows += 1
+    # Exactly the remaining rounds run.
+    blocks.append((np.full(slots, n_rows), y_cols, np.ones(slots)))
+    row_lo.append(np.array([float(problem.rounds)]))
+    row_hi.append(np.array([float(problem.rounds)]))
+    n_rows += 1
 
     gap = 0.0
     rows, cols, vals = (np.concatenate(part) for part in zip(*blocks, strict=True))
     matrix = sp.csr_matrix((vals, (rows, cols)), shape=(n_rows, n))
-    upper = np.concatenate(
-        [cap.ravel(), np.where(runnable, 1.0, 0.0)[:n_y], np.full(2 * groups, np.inf)]
-    )
+    upper = np.concatenate([cap.ravel(), np.where(runnable, 1.0, 0.0), np.full(2 * groups, np.inf)])
     model = _Model(c, matrix.tocsc(), np.concatenate(row_lo), np.concatenate(row_hi))
     lower = np.zeros(n)
     integrality = np.zeros(n, dtype=bool)
     # The LP relaxation: with y fixed the matrix is totally unimodular, so x is integral
     # at a vertex, and in practice y is integral too; then the relaxation is the optimum.
     x, objective = model.solve(lower, upper, integrality)
-    if x is not None and pause:
+    if x is not None:
         y = x[n_x : n_x + n_y]
         fractional = (y > 1e-6) & (y < 1 - 1e-6)
         if fractional.any():
@@ -311,11 +409,10 @@ def solve_plan(problem: PlanningProblem) -> Plan:
         raise LowcarbError("the planner found no plan")
     solution = np.rint(x)
     counts = solution[:n_x].reshape(groups, slots).astype(np.int64)
-    runs = solution[n_x : n_x + n_y] > 0.5 if pause else np.ones(slots, dtype=bool)
     return Plan(
         counts=counts,
-        runs=runs,
-        cost=float((counts * cost).sum()),
+        runs=solution[n_x : n_x + n_y] > 0.5,
+        cost=float((counts * problem.cost).sum()),
         shortfall=int(solution[n_x + n_y : n_x + n_y + groups].sum()),
         excess=int(solution[n_x + n_y + groups :].sum()),
         gap=gap,
