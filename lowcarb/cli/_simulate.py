@@ -150,6 +150,15 @@ def simulate_command(
     plot: Annotated[
         Path | None, typer.Option("--plot", metavar="FILE.png", help="Draw the results.")
     ] = None,
+    ledger: Annotated[
+        Path | None,
+        typer.Option(
+            "--ledger",
+            metavar="FILE",
+            help="Record every policy's rounds in this new ledger file, one run per policy "
+            "(for lowcarb report and lowcarb dashboard).",
+        ),
+    ] = None,
 ) -> None:
     """Compare selection policies on a carbon trace, with real federated learning."""
     scenario = Scenario(
@@ -192,7 +201,7 @@ def simulate_command(
         def step(policy: str, n: int) -> None:
             bar.update(task, advance=n, description=policy)
 
-        result = simulate(scenario, progress=step)
+        result = simulate(scenario, progress=step, ledger=ledger)
     if json_path is not None:
         text = json.dumps(result.to_dict(), indent=2) + "\n"
         if json_path == "-":
@@ -209,3 +218,8 @@ def simulate_command(
         plot_simulation(result, plot)
         if not quiet:
             out.print(f"plot written to {plot}")
+    if ledger is not None and not quiet:
+        runs = ", ".join(scenario.policies)
+        out.print(f"rounds recorded in {ledger}, one run per policy ({runs})", markup=False)
+        one = "lowcarb" if "lowcarb" in scenario.policies else scenario.policies[-1]
+        out.print(f"the account of one: lowcarb report {ledger} --task {one}", markup=False)

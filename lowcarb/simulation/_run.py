@@ -25,6 +25,7 @@ from lowcarb import (
     EngineSpec,
     Forecaster,
     InvalidInputError,
+    Ledger,
     ManualClock,
     NoDataError,
     NoisyForecaster,
@@ -366,18 +367,40 @@ def _forecaster(scenario: Scenario, truth: pd.DataFrame) -> Forecaster:
     return get_forecaster(name)
 
 
+def _check_new_runs(ledger: str | Path, runs: tuple[str, ...]) -> None:
+    """Refuse a ledger that already holds a run of one of the policies (it would resume)."""
+    if not Path(ledger).is_file():
+        return
+    with Ledger.open_read_only(ledger) as existing:
+        taken = sorted(set(existing.runs()) & set(runs))
+    if taken:
+        raise InvalidInputError(
+            f"{Path(ledger).name} already holds runs {', '.join(taken)}: record the "
+            "simulation in a new ledger file"
+        )
+
+
 def simulate(
-    scenario: Scenario, *, progress: Callable[[str, int], None] | None = None
+    scenario: Scenario,
+    *,
+    progress: Callable[[str, int], None] | None = None,
+    ledger: str | Path | None = None,
 ) -> SimulationResult:
     """Run every policy of the scenario and score it on the true trace.
 
     Args:
         scenario: The inputs.
         progress: Called as ``progress(policy, rounds_done_in_this_step)``.
+        ledger: A ledger file to record every policy's rounds in, one run per policy
+            named after it (for ``lowcarb report`` and ``lowcarb dashboard``); None keeps
+            them in memory.
 
     Raises:
-        InvalidInputError: For zones missing from the data or a window outside it.
+        InvalidInputError: For zones missing from the data or a window outside it, or a
+            ledger that already holds a run of one of the policies.
     """
+    if ledger is not None:
+        _check_new_runs(ledger, scenario.policies)
     # The planner imports its solver on first use; import it now so that decision times
     # measure deciding, not importing.
     import highspy  # noqa: F401
@@ -422,11 +445,12 @@ def simulate(
         clock = ManualClock(scenario.start)
         provider.clock = clock
         forecaster = OracleForecaster(truth) if name == "oracle" else _forecaster(scenario, truth)
-        # In memory: a simulation never touches the configured ledger.
+        # In memory unless a ledger is given: never the configured one.
         engine = SelectionEngine(
             provider,
             spec=spec.replace(policy=name, forecaster=forecaster, run_id=name),
             clock=clock,
+            ledger=ledger,
         )
         weights = task.new_model() if task is not None else None
         selections: list[list[int]] = []

@@ -175,3 +175,22 @@ def test_a_newer_ledger_is_refused_with_its_schema(tmp_path):
     assert "schema 9" in message and "newer lowcarb" in message
     assert str(tmp_path) not in message  # pages show file names, never folders
     assert re.fullmatch(r"[^\n]+", message)
+
+
+def test_a_simulation_records_every_policy_for_the_report(tmp_path):
+    from lowcarb.simulation import Scenario, simulate
+
+    scenario = Scenario(
+        hours=6, clients=12, per_round=3, learning="none", policies=("random", "lowcarb")
+    )
+    path = tmp_path / "sim.sqlite"
+    result = simulate(scenario, ledger=path)
+    source = PathSource(path)
+    assert source.tasks() == ["lowcarb", "random"]
+    report = build_report(source.snapshot("lowcarb"))
+    assert report["sci"]["operational_g"] == pytest.approx(
+        result.policies["lowcarb"].emissions_kg * 1000
+    )
+    assert report["run"]["rounds"] == scenario.total_rounds
+    with pytest.raises(InvalidInputError, match="already holds runs lowcarb, random"):
+        simulate(scenario, ledger=path)
