@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich import box
@@ -14,10 +16,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lowcarb.cli._app import SeedOpt, app, cli_time, err, out
-from lowcarb.exceptions import InvalidInputError
-from lowcarb.simulation import DEFAULT_POLICIES, DEFAULT_ZONES, Scenario, SimulationResult, simulate
+from lowcarb.exceptions import InvalidInputError, LowcarbError
+from lowcarb.simulation import (
+    DEFAULT_POLICIES,
+    DEFAULT_ZONES,
+    Scenario,
+    SimulationResult,
+    simulate,
+    summarize_sweep,
+    sweep,
+)
 
-__all__ = ["render_table"]
+__all__ = ["render_sweep_table", "render_table"]
 
 
 def _split(text: str, option: str) -> tuple[str, ...]:
@@ -159,6 +169,59 @@ def simulate_command(
             "(for lowcarb report and lowcarb dashboard).",
         ),
     ] = None,
+    signal: Annotated[
+        str,
+        typer.Option(
+            "--signal", help="What --data holds, and policies plan on: average or marginal."
+        ),
+    ] = "average",
+    score_data: Annotated[
+        Path | None,
+        typer.Option(
+            "--score-data",
+            metavar="PATH",
+            help="Judge emissions on this data instead (same zones), e.g. the marginal signal.",
+        ),
+    ] = None,
+    score_signal: Annotated[
+        str | None,
+        typer.Option("--score-signal", help="What --score-data holds (default: --signal)."),
+    ] = None,
+    windows: Annotated[
+        int,
+        typer.Option(
+            "--windows",
+            metavar="N",
+            help="Sweep: N windows from --start, --every-days apart, one result row each.",
+        ),
+    ] = 1,
+    every_days: Annotated[
+        float | None,
+        typer.Option(
+            "--every-days",
+            metavar="D",
+            help="Days between the windows' starts (default: the window's length).",
+        ),
+    ] = None,
+    results: Annotated[
+        Path | None,
+        typer.Option(
+            "--results",
+            metavar="FILE.jsonl",
+            help="Sweep rows, appended as they finish; windows already in it are not run again.",
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option("--workers", metavar="N", help="Parallel simulations (default: cores)."),
+    ] = None,
+    ray: Annotated[
+        bool, typer.Option("--ray", help="Run the sweep's simulations on Ray (local).")
+    ] = False,
+    ray_address: Annotated[
+        str | None,
+        typer.Option("--ray-address", metavar="ADDR", help="Run the sweep on this Ray cluster."),
+    ] = None,
 ) -> None:
     """Compare selection policies on a carbon trace, with real federated learning."""
     scenario = Scenario(
@@ -178,7 +241,28 @@ def simulate_command(
         learning=learning,
         seed=seed,
         data=data,
+        signal=signal,
+        score_data=score_data,
+        score_signal=score_signal,
     )
+    if windows > 1 or results is not None or ray or ray_address:
+        if plot is not None or ledger is not None:
+            raise InvalidInputError(
+                "--plot and --ledger draw one window: leave them out of a sweep"
+            )
+        _sweep_command(
+            scenario,
+            windows=windows,
+            every_days=every_days,
+            results=results,
+            workers=workers,
+            ray=ray,
+            ray_address=ray_address,
+            json_path=json_path,
+        )
+        return
+    if windows < 1:
+        raise InvalidInputError("--windows must be a positive integer")
     if plot is not None:
         from lowcarb.simulation import require_matplotlib
 
@@ -223,3 +307,111 @@ def simulate_command(
         out.print(f"rounds recorded in {ledger}, one run per policy ({runs})", markup=False)
         one = "lowcarb" if "lowcarb" in scenario.policies else scenario.policies[-1]
         out.print(f"the account of one: lowcarb report {ledger} --task {one}", markup=False)
+
+
+def _sweep_command(
+    base: Scenario,
+    *,
+    windows: int,
+    every_days: float | None,
+    results: Path | None,
+    workers: int | None,
+    ray: bool,
+    ray_address: str | None,
+    json_path: str | None,
+) -> None:
+    """Run the windows of a sweep and print one summary table."""
+    if windows < 1:
+        raise InvalidInputError("--windows must be a positive integer")
+    if every_days is not None and not (math.isfinite(every_days) and every_days > 0):
+        raise InvalidInputError("--every-days must be a positive number")
+    step = timedelta(days=every_days) if every_days is not None else base.end - base.start
+    scenarios = [replace(base, start=base.start + i * step) for i in range(windows)]
+    quiet = json_path == "-"
+    with Progress(
+        TextColumn("{task.description:<14}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=quiet,
+    ) as bar:
+        task = bar.add_task("windows", total=len(scenarios))
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            rows = sweep(
+                scenarios,
+                results=results,
+                workers=workers,
+                ray=ray,
+                ray_address=ray_address,
+                progress=advance,
+            )
+        except LowcarbError as exc:
+            for note in getattr(exc, "__notes__", ()):
+                err.print(note, markup=False)  # which window failed
+            raise
+    summary = summarize_sweep(rows)
+    if json_path is not None:
+        document = {
+            "scenario": base.to_dict(),
+            "windows": [s.start.isoformat() for s in scenarios],
+            "summary": summary,
+            "rows": rows,
+        }
+        text = json.dumps(document, indent=2) + "\n"
+        if quiet:
+            sys.stdout.write(text)
+        else:
+            Path(json_path).write_text(text)
+    if not quiet:
+        out.print(render_sweep_table(base, scenarios, summary))
+        if results is not None:
+            out.print(f"rows in {results}", markup=False)
+
+
+def _span(values: list[float]) -> str:
+    low, mid, high = values
+    return f"{100 * mid:+.1f}% ({100 * low:+.1f} to {100 * high:+.1f})"
+
+
+def render_sweep_table(
+    base: Scenario, scenarios: list[Scenario], summary: dict[str, dict[str, Any]]
+) -> Table:
+    """One row per policy over a sweep's windows: saving, share of the oracle, fairness."""
+    first, last = scenarios[0].start, scenarios[-1].start
+    table = Table(
+        title=(
+            f"{len(scenarios)} windows from {first:%Y-%m-%d %H:%M} to {last:%Y-%m-%d %H:%M} UTC: "
+            f"{base.clients} clients in {len(base.zones)} zones, {base.total_rounds} rounds of "
+            f"{base.per_round}"
+        ),
+        caption=(
+            f"forecast: {base.forecast}; fairness {base.fairness:g}; planned on the "
+            f"{base.signal} signal, judged on the {base.judged_signal} one; saving against "
+            "expected random selection: median (25th to 75th percentile)"
+        ),
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for column in ("policy", "saving", "of oracle", "worst", "Jain", "never", "acc.", "ms p50"):
+        table.add_column(column, justify="left" if column == "policy" else "right", no_wrap=True)
+    for name, s in summary.items():
+        share = s["oracle_share"]
+        table.add_row(
+            name,
+            _span(s["saving"]),
+            "-" if share is None else f"{100 * share['median']:.1f}%",
+            "-" if share is None else f"{100 * share['min']:.1f}%",
+            f"{s['jain']['median']:.3f}",
+            str(s["never_max"]),
+            "-" if s["accuracy_mean"] is None else f"{100 * s['accuracy_mean']:.1f}%",
+            f"{s['decision_ms_p50']:.0f}",
+        )
+    return table

@@ -3,7 +3,8 @@
 Each policy drives its own :class:`~lowcarb.SelectionEngine` on a simulated clock over
 the same carbon trace, clients and initial model; decisions see only what a real run
 would, and scores use the true intensities. :class:`FederatedDigits` is the learning
-task (federated averaging of a softmax regression on scikit-learn's digits, non-IID).
+task (federated averaging of a softmax regression on scikit-learn's digits, non-IID);
+:func:`sweep` runs many scenarios (windows) in parallel, on Ray if asked, resumably.
 This package sits on top of the core and uses only its public API.
 
 Example:
@@ -25,6 +26,7 @@ from lowcarb.simulation._run import (
     SimulationResult,
     simulate,
 )
+from lowcarb.simulation._sweep import read_results, scenario_key, summarize_sweep, sweep
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -35,8 +37,12 @@ __all__ = [
     "Scenario",
     "SimulationResult",
     "plot_simulation",
+    "read_results",
     "require_matplotlib",
+    "scenario_key",
     "simulate",
+    "summarize_sweep",
+    "sweep",
 ]
 
 expose(globals(), __all__, __name__)

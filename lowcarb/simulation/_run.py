@@ -96,6 +96,12 @@ class Scenario:
         seed: Seeds everything random.
         data: A data file or folder (None: the embedded default provider).
         provider_seed: Seed of the synthetic default provider.
+        signal: What ``data`` holds, and so what the policies plan on: ``average`` or
+            ``marginal`` intensities (the default provider is average).
+        score_data: Judge emissions on this data instead (same zones), e.g. plan on the
+            average signal and judge on the marginal one; None: ``data``. The
+            ``oracle`` policy then plans on it: the bound of what can be saved as judged.
+        score_signal: What ``score_data`` holds; None: the same as ``signal``.
     """
 
     zones: tuple[str, ...] = DEFAULT_ZONES
@@ -115,6 +121,9 @@ class Scenario:
     seed: int = 0
     data: Path | None = None
     provider_seed: int = 0
+    signal: str = "average"
+    score_data: Path | None = None
+    score_signal: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "start", ensure_utc(self.start, "start"))
@@ -154,6 +163,13 @@ class Scenario:
             raise InvalidInputError("--fairness must be between 0 and 1")
         if not self.policies:
             raise InvalidInputError("--policies: give at least one policy")
+        for option, kind in (("--signal", self.signal), ("--score-signal", self.score_signal)):
+            if kind is not None and kind not in ("average", "marginal"):
+                raise InvalidInputError(f"{option} must be average or marginal")
+        if self.data is None and self.signal != "average":
+            raise InvalidInputError("--signal marginal needs --data (the default is average)")
+        if self.score_data is None and self.score_signal not in (None, self.signal):
+            raise InvalidInputError("--score-signal needs --score-data")
 
         for name in self.policies:
             get_policy(name)
@@ -177,6 +193,11 @@ class Scenario:
         return int(self.hours * 60 // self.round_minutes)
 
     @property
+    def judged_signal(self) -> str:
+        """The kind of intensity emissions are judged on."""
+        return self.score_signal or self.signal
+
+    @property
     def end(self) -> datetime:
         """End of the window."""
         return self.start + timedelta(hours=self.window_hours)
@@ -188,6 +209,8 @@ class Scenario:
         out["zones"] = list(self.zones)
         out["policies"] = list(self.policies)
         out["data"] = None if self.data is None else str(self.data)
+        out["score_data"] = None if self.score_data is None else str(self.score_data)
+        out["score_signal"] = self.judged_signal
         out["rounds"] = self.total_rounds
         return out
 
@@ -317,32 +340,31 @@ def _clients(scenario: Scenario, rng: np.random.Generator, slot: timedelta) -> l
 
 
 def _open_source(
-    scenario: Scenario, clock: ManualClock
+    scenario: Scenario, clock: ManualClock, *, data: Path | None = None, signal: str = "average"
 ) -> tuple[CarbonProvider, pd.DataFrame, str]:
-    """The provider the engines read, and the true trace over the window plus lookback.
+    """A provider over ``data``, and its true trace over the window plus lookback.
 
-    Both come from the registry: the embedded ``default`` (synthetic) or the ``file``
-    provider over ``--data``. The truth is the same provider's history read with a clock
-    at the window's end.
+    Both come from the registry: the embedded ``default`` (synthetic) when ``data`` is
+    None, else the ``file`` provider over it, whose values are ``signal`` intensities.
+    The truth is the same provider's history read with a clock at the window's end.
     """
     lookback = timedelta(days=14)
     first, end = scenario.start - lookback, scenario.end + scenario.slot
     options: dict[str, Any]
-    if scenario.data is None:
+    if data is None:
         name, options = "default", {"seed": scenario.provider_seed}
         where, label = "the default provider", "default provider (synthetic)"
     else:
-        name, options = "file", {"path": scenario.data}
-        where, label = str(scenario.data), f"file {scenario.data}"
+        name, options = "file", {"path": data, "signal": signal}
+        where, label = str(data), f"file {data}"
+    label += f", {signal} signal"
     cls = get_provider_class(name)
     provider = cls(clock=clock, **options)
     served = provider.served_zones()
     missing = [z for z in scenario.zones if z not in served]
     if missing:
         detail = (
-            "use --data for other zones"
-            if scenario.data is None
-            else f"the data has {', '.join(served)}"
+            "use --data for other zones" if data is None else f"the data has {', '.join(served)}"
         )
         raise UnknownZoneError(missing[0], [], where=where, detail=detail)
     try:
@@ -405,17 +427,31 @@ def simulate(
     # measure deciding, not importing.
     import highspy  # noqa: F401
     import scipy.sparse  # noqa: F401
+    from ortools.graph.python import min_cost_flow  # noqa: F401
 
     rng = np.random.default_rng([scenario.seed, 1])
     slot = scenario.slot
     clock = ManualClock(scenario.start)
-    provider, truth, label = _open_source(scenario, clock)
+    provider, planned, label = _open_source(
+        scenario, clock, data=scenario.data, signal=scenario.signal
+    )
+    truth = planned  # what emissions are judged on
+    if scenario.score_data is not None:
+        judge, truth, judged = _open_source(
+            scenario,
+            ManualClock(scenario.start),
+            data=scenario.score_data,
+            signal=scenario.judged_signal,
+        )
+        judge.close()
+        label += f"; judged on {judged}"
     clients = _clients(scenario, rng, slot)
     index = {c.id: i for i, c in enumerate(clients)}
     zone_row = {z: i for i, z in enumerate(truth.columns)}
     rows = np.array([zone_row[c.zone] for c in clients])
     energy = np.array([c.energy_kwh or 0.0 for c in clients])
     resolution = (truth.index[1] - truth.index[0]).to_pytimedelta()
+    plan_resolution = (planned.index[1] - planned.index[0]).to_pytimedelta()
     rounds = scenario.total_rounds
     k = scenario.per_round
 
@@ -444,7 +480,8 @@ def simulate(
         # Every policy replays the same window on its own clock.
         clock = ManualClock(scenario.start)
         provider.clock = clock
-        forecaster = OracleForecaster(truth) if name == "oracle" else _forecaster(scenario, truth)
+        # The oracle knows the judged future: the bound of what can be saved as judged.
+        forecaster = OracleForecaster(truth) if name == "oracle" else _forecaster(scenario, planned)
         # In memory unless a ledger is given: never the configured one.
         engine = SelectionEngine(
             provider,
@@ -468,8 +505,11 @@ def simulate(
                 clock.set(decision.wait_until)
                 continue
             chosen = [index[cid] for cid in decision.selected]
-            actual = slot_means(truth, resolution, pd.DatetimeIndex([decision.start]), slot)[:, 0]
-            actual_by_zone = dict(zip(truth.columns, actual.tolist(), strict=True))
+            span = pd.DatetimeIndex([decision.start])
+            actual = slot_means(truth, resolution, span, slot)[:, 0]
+            # The ledger records what the planning provider measured for the round.
+            measured = slot_means(planned, plan_resolution, span, slot)[:, 0]
+            actual_by_zone = dict(zip(planned.columns, measured.tolist(), strict=True))
             round_g = float((energy[chosen] * actual[rows[chosen]]).sum())
             grams += round_g
             kwh += float(energy[chosen].sum())
