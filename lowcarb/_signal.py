@@ -1,10 +1,12 @@
 """The planning signal: expected intensity of every zone in every future slot.
 
 :class:`SignalSource` asks the provider chain (:class:`~lowcarb._chain.ProviderChain`)
-zone by zone: each member's own forecast where it reaches, a forecaster over its history
-beyond. When the primary fails, the last good signal it gave stands in (its age said);
-then the chain's other members answer; zones nobody serves get a neutral stand-in or an
-error. Each answer says where every zone's values came from and why.
+zone by zone: each member's own forecast where it reaches, and a forecaster over its
+history beyond. When the horizon reaches past a member's forecast, the two are also
+blended within its reach by their measured skill (``lowcarb._skill``). When the primary
+fails, the last good signal it gave stands in (its age said); then the chain's other
+members answer; zones nobody serves get a neutral stand-in or an error. Each answer says
+where every zone's values came from and why.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 from lowcarb._chain import Part, ProviderChain
 from lowcarb._forecast import Forecaster
 from lowcarb._provider import CarbonProvider
+from lowcarb._skill import ForecastSkill
 from lowcarb._time import ensure_utc, floor_time, format_duration
 from lowcarb.exceptions import InvalidInputError, LowcarbError, UnknownZoneError
 
@@ -78,6 +81,9 @@ class PlanningSignal:
         fallback: A sentence when anything but the primary provider answered, else None.
         notes: Provenance notes (failures, repairs, synthetic data).
         reasons: Per zone not answered by the primary: why.
+        blend: Per zone whose provider forecasts: the provider forecast's measured weight
+            by lead bucket (the history forecaster has the rest); buckets not yet
+            measured are left out (the provider's forecast alone there).
     """
 
     zones: tuple[str, ...]
@@ -88,6 +94,7 @@ class PlanningSignal:
     fallback: str | None = None
     notes: tuple[str, ...] = field(default=())
     reasons: dict[str, str] = field(default_factory=dict)
+    blend: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly summary (for decisions and the ledger)."""
@@ -100,6 +107,8 @@ class PlanningSignal:
         }
         if self.reasons:
             out["reasons"] = dict(self.reasons)
+        if self.blend:
+            out["blend"] = {z: dict(t) for z, t in self.blend.items()}
         return out
 
 
@@ -110,6 +119,7 @@ class _Frame:
     values: pd.DataFrame
     step: timedelta
     method: str
+    blend: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 class SignalSource:
@@ -119,8 +129,9 @@ class SignalSource:
 
     Args:
         chain: The providers, primary first.
-        forecaster: Forecasts from history. With ``use_provider_forecast`` it only fills
-            the part of the horizon a provider's own forecast does not reach.
+        forecaster: Forecasts from history. With ``use_provider_forecast`` it fills the
+            part of the horizon a provider's own forecast does not reach, and there it is
+            also blended with that forecast within its reach, by measured skill.
         use_provider_forecast: Use a provider's own forecast where it reaches (unless it
             is perfect foresight, e.g. a replayed file).
         unknown_zone: For zones no provider serves: ``mean`` (the mean of the other zones,
@@ -147,6 +158,8 @@ class SignalSource:
         # the primary fails.
         self._observed: dict[tuple[int, tuple[str, ...]], tuple[pd.DataFrame, pd.Timestamp]] = {}
         self._forecasts: dict[str, tuple[pd.Series, datetime]] = {}
+        # Per member: how its own forecast compares with the history forecaster's.
+        self._skill: dict[int, ForecastSkill] = {}
         self._lock = threading.RLock()
 
     def signal(
@@ -174,11 +187,13 @@ class SignalSource:
                 rescue=lambda mine: self._from_cache(mine, now, end),
             )
         frames: list[_Frame] = []
+        blend: dict[str, dict[str, float]] = {}
         known: list[str] = []
         sources: dict[str, str] = {}
         fallback: list[str] = []
         for part in fanout.parts:
             frames.append(part.value)
+            blend.update(part.value.blend)
             known += part.zones
             if part.position < 0:
                 sources.update(dict.fromkeys(part.zones, part.value.method))
@@ -224,6 +239,7 @@ class SignalSource:
             fallback="; ".join(fallback) or None,
             notes=fanout.notes,
             reasons=reasons,
+            blend=blend,
         )
 
     def _fetch(
@@ -246,7 +262,10 @@ class SignalSource:
             series = provider.forecast(zones, start=first, horizon=horizon)
             if not series.perfect_foresight:
                 own = series.values.reindex(targets)
+        blend: dict[str, dict[str, float]] = {}
         if own is not None and not own.isna().to_numpy().any():
+            # Its forecast reaches the whole horizon: no history is asked for (a request a
+            # round saved); the blend is measured while the history forecaster runs anyway.
             frame, method = own, "forecast"
         else:
             if not caps.history:
@@ -255,11 +274,41 @@ class SignalSource:
             frame = self.forecaster.predict(history, now, targets)
             method = f"history + {self.forecaster.name} forecaster"
             if own is not None:
-                frame = own.combine_first(frame)
-                method = f"forecast + {self.forecaster.name} forecaster"
+                frame, method, blend = self._blend(position, own, frame, history, now)
         for column in frame.columns:
             self._forecasts[column] = (frame[column], now)
-        return _Frame(frame, step, method)
+        return _Frame(frame, step, method, blend)
+
+    def _blend(
+        self,
+        position: int,
+        own: pd.DataFrame,
+        predicted: pd.DataFrame,
+        history: pd.DataFrame,
+        now: datetime,
+    ) -> tuple[pd.DataFrame, str, dict[str, dict[str, float]]]:
+        """The provider's forecast and the history forecaster's, weighted by measured skill.
+
+        Both are kept to be scored once observed (``ForecastSkill``); beyond
+        the provider's reach the history forecaster answers alone.
+        """
+        skill = self._skill.setdefault(position, ForecastSkill())
+        skill.score(history, now)
+        skill.record(now, own, predicted)
+        blended = predicted.copy()
+        tables: dict[str, dict[str, float]] = {}
+        # The provider's forecast reaches part of the horizon; the forecaster has the rest.
+        for zone in own.columns:
+            weight = skill.weights(str(zone), now, pd.DatetimeIndex(own.index))
+            mine = own[zone].to_numpy(dtype=float)
+            theirs = predicted[zone].to_numpy(dtype=float)
+            blended[zone] = np.where(np.isnan(mine), theirs, weight * mine + (1 - weight) * theirs)
+            tables[str(zone)] = skill.table(str(zone))
+        name = self.forecaster.name
+        method = f"forecast + {name} forecaster"
+        if any(tables.values()):
+            method = f"forecast blended with the {name} forecaster by measured skill"
+        return blended, method, {z: t for z, t in tables.items() if t}
 
     def _history(
         self,
