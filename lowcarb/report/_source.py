@@ -260,7 +260,9 @@ class PathSource(LedgerSource):
                 task,
                 origin=path.name,
                 cache=self._cache,
-                key=(str(path), stat.st_ino, stat.st_ctime_ns),
+                # The file's identity, not its times: recorded decisions never change,
+                # so a growing ledger keeps the ones already parsed.
+                key=(str(path), stat.st_dev, stat.st_ino),
             )
 
     def version(self) -> str:
