@@ -228,3 +228,18 @@ def test_plan_on_one_signal_and_judge_on_another(tmp_path: Path) -> None:
 def test_bad_signal_options_are_refused(changes: dict, match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):
         Scenario(**changes)
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        (["--windows", "0", "--results", "x.jsonl"], "--windows must be a positive integer"),
+        (["--windows", "2", "--every-days", "0"], "--every-days must be a positive number"),
+        (["--windows", "2", "--workers", "0"], "workers must be a positive integer"),
+        (["--signal", "marginal"], "needs --data"),
+    ],
+)
+def test_cli_bad_sweep_options_are_one_line(extra: list[str], match: str, capsys) -> None:
+    args = ["simulate", "--zones", "DE,GB", "--hours", "6", "--clients", "4", "--per-round", "2"]
+    assert main([*args, "--learning", "none", *extra]) == 1
+    assert match in capsys.readouterr().err
