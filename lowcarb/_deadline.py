@@ -7,9 +7,9 @@ in a daemon thread and waits ``timeout_s`` for it. Past that, the call raises
 :class:`~lowcarb.ProviderTimeoutError`, so the :class:`~lowcarb.ProviderChain` moves the
 zones to its next member (usually the embedded ``default``) and the decision says so.
 
-The abandoned call runs on until the provider returns; at most ``max_pending`` calls
-of one provider are outstanding, and past that a call fails at once, so a provider that
-never answers costs a bounded number of threads and no waiting.
+The abandoned call runs on until the provider returns. Once ``max_pending`` calls of one
+provider are abandoned and still running, a new call fails at once (until one returns),
+so a provider that never answers costs a bounded number of threads and no more waiting.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class DeadlineProvider(CarbonProvider):
         timeout_s: Seconds a call may take (wall clock: a blocked thread cannot be
             driven by a manual clock).
         max_pending: Calls left running past their deadline before new calls fail at
-            once.
+            once (calls within their deadline are not limited: their callers are).
 
     Example:
         >>> from lowcarb import open_provider
@@ -52,7 +52,7 @@ class DeadlineProvider(CarbonProvider):
         self.name = inner.name  # type: ignore[misc]  # the wrapped provider's registry name
         self.timeout_s = self.check_timeout(timeout_s)
         self.max_pending = max_pending
-        self._running = 0
+        self._abandoned = 0  # calls past their deadline, still running
         self._lock = threading.Lock()
 
     @staticmethod
@@ -77,12 +77,11 @@ class DeadlineProvider(CarbonProvider):
 
     def _call(self, what: str, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
-            if self._running >= self.max_pending:
+            if self._abandoned >= self.max_pending:
                 raise ProviderTimeoutError(
-                    f"not answering: {self._running} earlier calls are still waiting",
+                    f"not answering: {self._abandoned} calls past their deadline still wait",
                     provider=self.name,
                 )
-            self._running += 1
         done = threading.Event()
         box: dict[str, Any] = {}
 
@@ -93,15 +92,20 @@ class DeadlineProvider(CarbonProvider):
                 box["error"] = exc
             finally:
                 with self._lock:
-                    self._running -= 1
-                done.set()
+                    if box.get("abandoned"):
+                        self._abandoned -= 1
+                    done.set()
 
         # A daemon thread: one that never returns must not hold the process at exit.
         threading.Thread(target=run, name=f"lowcarb-{self.name}-{what}", daemon=True).start()
         if not done.wait(self.timeout_s):
-            raise ProviderTimeoutError(
-                f"no answer to {what} within {self.timeout_s:g} s", provider=self.name
-            )
+            with self._lock:
+                if not done.is_set():  # it may have finished in the meantime
+                    box["abandoned"] = True
+                    self._abandoned += 1
+                    raise ProviderTimeoutError(
+                        f"no answer to {what} within {self.timeout_s:g} s", provider=self.name
+                    )
         if "error" in box:
             raise box["error"]
         value: T = box["value"]

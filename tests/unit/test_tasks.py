@@ -356,11 +356,12 @@ def test_a_hanging_provider_is_passed_by_after_the_deadline(tmp_path) -> None:
         def select(task: str) -> None:
             decisions.append(engines.select(task, CLIENTS, 2).decision)
 
-        threads = [threading.Thread(target=select, args=(f"t{i}",)) for i in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(timeout=60)
+        for wave in range(2):  # the second wave finds four calls abandoned, still running
+            threads = [threading.Thread(target=select, args=(f"t{wave}-{i}",)) for i in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(timeout=60)
         assert len(decisions) == 8
         for decision in decisions:
             assert decision.signal["provider"] == "default"
@@ -368,8 +369,8 @@ def test_a_hanging_provider_is_passed_by_after_the_deadline(tmp_path) -> None:
             assert "signal fallback" in decision.reason
         notes = " ".join(n for d in decisions for n in d.signal["notes"])
         assert "no answer to forecast within 0.2 s" in notes
-        # No more than four calls wait on the provider; the others fail at once.
-        assert "earlier calls are still waiting" in notes
+        # Past four abandoned calls, the provider is passed by at once.
+        assert "4 calls past their deadline still wait" in notes
     finally:
         release.set()
         engines.close()
@@ -409,3 +410,30 @@ with TaskEngines(sys.argv[1], provider=DefaultProvider(clock=clock), clock=clock
     assert done.stdout.split() == ["120", "240"]
     with Ledger(tmp_path / "task-119.ledger.sqlite") as ledger:
         assert [r.completed_at is not None for r in ledger.rounds("task-119")] == [True, True]
+
+
+def test_concurrent_calls_within_the_deadline_are_not_limited(tmp_path) -> None:
+    """Only abandoned calls count against the limit: eight tasks at once all use the
+    primary provider."""
+    clock = ManualClock(START)
+
+    class Slow(DefaultProvider):
+        def _forecast(self, *args: Any) -> Any:
+            threading.Event().wait(0.05)  # slow, but well within the deadline
+            return super()._forecast(*args)
+
+    engines = TaskEngines(None, provider=Slow(clock=clock), clock=clock, provider_timeout_s=30)
+    decisions: list[Decision] = []
+    threads = [
+        threading.Thread(
+            target=lambda i=i: decisions.append(engines.select(f"t{i}", CLIENTS, 2).decision)
+        )
+        for i in range(8)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    engines.close()
+    assert len(decisions) == 8
+    assert all(d.signal["fallback"] is None for d in decisions)
