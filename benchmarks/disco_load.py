@@ -21,12 +21,20 @@ Reported per configuration:
   waiting for the round's other selected clients;
 * ``RSS`` (MiB): the bridge process's resident set at the end and its peak (VmHWM);
 * ``frame`` (bytes): one encoded update.
+
+``--hostile`` measures the bridge under attack instead: while well-behaved v2 clients
+train, three attackers keep sending maximal frames (16 MiB, the default limit) at once,
+built to be costly to decode (empty arrays, negative integers, short strings), each
+reconnecting as soon as the bridge closes it. Reported: the good clients' reply p50/p99,
+the bridge's peak memory, and how the attacks were answered. Targets: peak under 512 MiB,
+reply p99 under 2 s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -37,6 +45,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,6 +59,8 @@ REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples" / "disco"
 TASK = "lowcarb-tabular"
 BEGIN, END = "<!-- BEGIN disco_load.py -->", "<!-- END disco_load.py -->"
+HOSTILE = "<!-- BEGIN disco_load.py --hostile -->", "<!-- END disco_load.py --hostile -->"
+MAX_FRAME = 16 * 2**20
 
 
 @dataclass
@@ -217,8 +228,75 @@ async def _drive(run: Run, url: str, shapes: list, rounds: int, seconds: float, 
     run.rounds = [a["duration_s"] for a in history]
 
 
+def _bombs() -> list[bytes]:
+    """Three maximal postWeightsToServer frames, each costly if decoded naively."""
+    head = b"\x83\xa4type\x08\xa5round\x00\xa7weights\xdd"
+    frames = []
+    # Empty arrays (56 B each as Python lists), negative ints (28 B), 2-letter strings.
+    for item in (b"\x90", b"\xe0", b"\xa2ab"):
+        count = (MAX_FRAME - 64) // len(item)
+        frames.append(head + count.to_bytes(4, "big") + item * count)
+    return frames
+
+
+@dataclass
+class Attack:
+    closed: Counter[int] = field(default_factory=Counter)
+    sent: int = 0
+
+
+async def _attacker(url: str, frame: bytes, stop: asyncio.Event, attack: Attack) -> None:
+    while not stop.is_set():
+        try:
+            async with websockets.connect(
+                f"{url.replace('http', 'ws', 1)}feai/{TASK}/{uuid.uuid4()}", max_size=None
+            ) as ws:
+                await ws.send(msgpack.packb({"type": 0}))
+                await ws.recv()
+                await ws.send(frame)
+                attack.sent += 1
+                with contextlib.suppress(websockets.ConnectionClosed):
+                    async with asyncio.timeout(30):
+                        while True:
+                            await ws.recv()
+                attack.closed[ws.close_code or 0] += 1
+        except (OSError, websockets.WebSocketException, TimeoutError):
+            attack.closed[-1] += 1
+
+
+async def _drive_hostile(
+    run: Run, attack: Attack, url: str, shapes: list, seconds: float, pid: int
+) -> None:
+    stop = asyncio.Event()
+    good = [asyncio.create_task(_v2_client(url, i, shapes, stop, run)) for i in range(run.clients)]
+    await asyncio.sleep(2.0)  # the good clients are training
+    run.replies.clear()
+    bombs = _bombs()
+    attackers = [asyncio.create_task(_attacker(url, b, stop, attack)) for b in bombs]
+    start = time.perf_counter()
+    await asyncio.sleep(seconds)
+    run.seconds = time.perf_counter() - start
+    run.rss_mb, run.peak_mb = _memory(pid)
+    stop.set()
+    await asyncio.sleep(0.5)
+    for t in good + attackers:
+        t.cancel()
+    results = await asyncio.gather(*good, *attackers, return_exceptions=True)
+    failed = [
+        r for r in results if isinstance(r, Exception) and not isinstance(r, asyncio.CancelledError)
+    ]
+    run.errors = len(failed)
+
+
 def measure(
-    protocol: str, clients: int, per_round: int, params: int, rounds: int, seconds: float
+    protocol: str,
+    clients: int,
+    per_round: int,
+    params: int,
+    rounds: int,
+    seconds: float,
+    *,
+    attack: Attack | None = None,
 ) -> Run:
     run = Run(protocol, clients, per_round, params)
     with tempfile.TemporaryDirectory() as tmp:
@@ -242,6 +320,8 @@ def measure(
                 "default",
                 "--max-connections",
                 str(clients + 16),
+                "--max-frame-bytes",
+                str(MAX_FRAME),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -255,7 +335,10 @@ def measure(
                     break
                 except httpx.TransportError:
                     time.sleep(0.1)
-            asyncio.run(_drive(run, url, shapes, rounds, seconds, server.pid))
+            if attack is None:
+                asyncio.run(_drive(run, url, shapes, rounds, seconds, server.pid))
+            else:
+                asyncio.run(_drive_hostile(run, attack, url, shapes, seconds, server.pid))
         finally:
             server.send_signal(signal.SIGINT)
             try:
@@ -288,6 +371,18 @@ def table(runs: list[Run]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+def hostile_table(run: Run, attack: Attack) -> str:
+    closed = ", ".join(f"{code}: {n}" for code, n in sorted(attack.closed.items()))
+    return (
+        "| good clients | attack frames sent (16 MiB) | attacks closed (code: count) "
+        "| good replies | reply p50 / p99 (ms) | RSS end / peak (MiB) | client errors |\n"
+        "|---:|---:|---|---:|---:|---:|---:|\n"
+        f"| {run.clients} | {attack.sent} | {closed} | {len(run.replies)} "
+        f"| {1000 * _pct(run.replies, 50):.0f} / {1000 * _pct(run.replies, 99):.0f} "
+        f"| {run.rss_mb:.0f} / {run.peak_mb:.0f} | {run.errors} |\n"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--protocol", choices=["v2", "develop"], action="append")
@@ -297,7 +392,23 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30, help="stop after this many rounds")
     parser.add_argument("--seconds", type=float, default=30.0, help="or after this long")
     parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--hostile", action="store_true", help="measure under attack")
     args = parser.parse_args()
+    if args.hostile:
+        attack = Attack()
+        run = measure("v2", args.clients, args.per_round, 0, 0, args.seconds, attack=attack)
+        text = hostile_table(run, attack)
+        print(text)
+        if args.write_docs:
+            note = (
+                f"`python benchmarks/disco_load.py --hostile --write-docs` on {os.cpu_count()} "
+                f"CPU cores, loopback, attackers and clients on the same machine: "
+                f"{args.clients} v2 clients training the example task while three attackers "
+                f"send maximal frames at once, for {args.seconds:g} s.\n\n"
+            )
+            block = f"{HOSTILE[0]}\n{note}{text}{HOSTILE[1]}"
+            write_section(block, *HOSTILE, heading="DISCO bridge under attack")
+        return
     runs = [
         measure(p, args.clients, args.per_round, params, args.rounds, args.seconds)
         for p in args.protocol or ["v2", "develop"]

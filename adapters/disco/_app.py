@@ -13,6 +13,7 @@ Routes (both generations)::
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -33,6 +35,7 @@ from lowcarb.adapters.disco._protocol import (
     TRY_AGAIN_LATER,
     Generation,
     Identity,
+    Janitor,
     Link,
     ProtocolViolation,
     check_name,
@@ -59,16 +62,34 @@ class BridgeLimits:
         max_frame_bytes: Largest WebSocket frame accepted (also the server's limit).
         max_connections: Open WebSocket connections, over all tasks.
         hello_timeout: Seconds a new connection has to send its first message.
-        round_timeout: Seconds a round waits for its selected clients.
+        round_timeout: Seconds a round waits for its selected clients. A selected
+            client that sends nothing in that time is *idle*: the round closes without
+            it, and it is not selected again until it sends an update.
+        max_queued_bytes: Bytes of answers that may wait for one client to read them;
+            a client that lets more pile up is disconnected (close code 1013).
+        write_stall_s: Seconds a connection's send buffer may stay full (its client
+            reading nothing) before the connection is dropped.
+        decoders: Worker threads that decode large frames at once (over all clients).
     """
 
     max_frame_bytes: int = 16 * 2**20
     max_connections: int = 256
     hello_timeout: float = 10.0
     round_timeout: float = 300.0
+    max_queued_bytes: int = 48 * 2**20
+    write_stall_s: float = 30.0
+    decoders: int = 2
 
     def __post_init__(self) -> None:
-        for name in ("max_frame_bytes", "max_connections", "hello_timeout", "round_timeout"):
+        for name in (
+            "max_frame_bytes",
+            "max_connections",
+            "hello_timeout",
+            "round_timeout",
+            "max_queued_bytes",
+            "write_stall_s",
+            "decoders",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
@@ -126,6 +147,9 @@ def create_app(
         for tid, task in tasks.items()
     }
     open_connections = 0
+    # Large frames are decoded in worker threads, a few at a time over all clients.
+    decoders = anyio.CapacityLimiter(limits.decoders)
+    janitor = Janitor()
     # Task id -> (round, body, media type): every client fetches the model when it starts,
     # and encoding a large one takes seconds (v2 writes each byte as a JSON number).
     model_bodies: dict[str, tuple[int, bytes, str]] = {}
@@ -183,6 +207,8 @@ def create_app(
             generation,
             max_frame=limits.max_frame_bytes,
             hello_timeout=limits.hello_timeout,
+            max_queued=limits.max_queued_bytes,
+            decoders=decoders,
         )
         link.start()
         code, reason = 1000, ""
@@ -201,8 +227,10 @@ def create_app(
         finally:
             open_connections -= 1
             await link.stop()
+            # Bounded: a client that reads nothing is dropped by its write stall timer.
             with contextlib.suppress(Exception):
-                await websocket.close(code, reason)
+                await asyncio.wait_for(websocket.close(code, reason), limits.write_stall_s + 5)
+            janitor.closed(link)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

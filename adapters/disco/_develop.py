@@ -27,12 +27,11 @@ from lowcarb.adapters.disco._protocol import (
     Identity,
     Link,
     ProtocolViolation,
-    decode_tensors,
     new_id,
-    unpack,
-    unpack_map,
+    off_loop,
 )
 from lowcarb.adapters.disco._room import Member, Outcome
+from lowcarb.adapters.disco._wire import decode_message, decode_weight_blob
 
 if TYPE_CHECKING:
     from lowcarb.adapters.disco._artifacts import ModelArtifacts
@@ -53,16 +52,6 @@ EXT_ARRAY_BUFFER = 0x1A
 MODEL_TFJS = 0
 
 
-def _float32(data: Any, index: int) -> np.ndarray:
-    if not isinstance(data, msgpack.ExtType) or data.code != EXT_FLOAT32_ARRAY:
-        raise ProtocolViolation(f"tensor {index}: data must be a Float32Array", INVALID_PAYLOAD)
-    if len(data.data) % 4:
-        raise ProtocolViolation(
-            f"tensor {index}: float32 bytes not a multiple of 4", INVALID_PAYLOAD
-        )
-    return np.frombuffer(data.data, dtype="<f4").astype(np.float32)
-
-
 class Develop(Generation):
     """The develop (October 2024) federated protocol, with pause and resume."""
 
@@ -72,7 +61,7 @@ class Develop(Generation):
 
     def decode_frame(self, frame: bytes) -> dict[str, Any]:
         """Decode a client frame: ClientConnected or SendPayload."""
-        message = unpack_map(frame)
+        message, _ = decode_message(frame)
         kind = message.get("type")
         if isinstance(kind, bool) or kind not in (CLIENT_CONNECTED, SEND_PAYLOAD):
             raise ProtocolViolation(f"message type {kind!r} is not one a federated client sends")
@@ -105,7 +94,7 @@ class Develop(Generation):
         """Weights from a client's payload bytes."""
         if not isinstance(encoded, bytes):
             raise ProtocolViolation("weights must be binary", INVALID_PAYLOAD)
-        return decode_tensors(unpack(encoded, "weights"), _float32, expected)
+        return decode_weight_blob(encoded, expected, ext_code=EXT_FLOAT32_ARRAY)
 
     def model_body(self, artifacts: ModelArtifacts) -> tuple[bytes, str]:
         """Raw msgpack ``[0, ModelArtifacts]``."""
@@ -156,7 +145,10 @@ class Develop(Generation):
             while (message := await link.receive()) is not None:
                 if message["type"] == CLIENT_CONNECTED:
                     raise ProtocolViolation("ClientConnected sent twice")
-                weights = self.decode_weights(message["payload"], room.shapes)
+                payload = message["payload"]
+                weights = await off_loop(
+                    link.decoders, len(payload), self.decode_weights, payload, room.shapes
+                )
                 outcome = await room.submit(member.id, message["round"], weights)
                 if outcome in (Outcome.STALE, Outcome.EXCLUDED):
                     # Not part of an aggregate: answer at once with the current model and

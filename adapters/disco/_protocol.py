@@ -11,14 +11,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import re
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
 
-import msgpack  # type: ignore[import-untyped]  # no stubs or py.typed
+import anyio
+import anyio.to_thread
 import numpy as np
 
 if TYPE_CHECKING:
@@ -28,15 +30,23 @@ if TYPE_CHECKING:
     from lowcarb.adapters.disco._room import TaskRoom
 
 __all__ = [
+    "OFFLOAD_BYTES",
     "Generation",
     "Identity",
+    "Janitor",
     "Link",
     "Peer",
     "ProtocolViolation",
     "check_name",
-    "decode_tensors",
+    "forget",
     "new_id",
+    "off_loop",
 ]
+
+T = TypeVar("T")
+
+#: Frames (or weights) larger than this are decoded in a worker thread (bytes).
+OFFLOAD_BYTES = 64 * 1024
 
 #: WebSocket close codes (RFC 6455) the bridge uses.
 POLICY_VIOLATION = 1008
@@ -62,30 +72,6 @@ class ProtocolViolation(Exception):
         self.code = code
         self.reason = reason.encode("utf-8")[:123].decode("utf-8", "ignore")
         super().__init__(self.reason)
-
-
-def unpack(data: bytes, what: str = "msgpack") -> Any:
-    """Decode msgpack from a client; ``what`` names it in the error.
-
-    Raises:
-        ProtocolViolation: For malformed msgpack.
-    """
-    try:
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
-    except Exception as exc:  # msgpack raises several unrelated types on bad input
-        raise ProtocolViolation(f"malformed {what}: {exc}", INVALID_PAYLOAD) from None
-
-
-def unpack_map(frame: bytes) -> dict[str, Any]:
-    """Decode one msgpack frame that must hold a map (every DISCO message is one).
-
-    Raises:
-        ProtocolViolation: For malformed msgpack or anything but a map.
-    """
-    message = unpack(frame)
-    if not isinstance(message, dict):
-        raise ProtocolViolation("a message must be a map", INVALID_PAYLOAD)
-    return message
 
 
 def check_name(value: str, what: str) -> str:
@@ -128,61 +114,83 @@ class Peer(Protocol):
         """Send the global model of ``round`` to a client waiting for it."""
 
 
-def decode_tensors(
-    items: Any, data_of: Any, expected: Sequence[tuple[int, ...]] | None = None
-) -> list[np.ndarray]:
-    """Turn ``[{shape, data}, ...]`` into float32 arrays, checking every field.
-
-    Args:
-        items: The decoded list.
-        data_of: Converts one ``data`` field into a float32 vector (generation-specific).
-        expected: Shapes the tensors must have, when known.
-
-    Raises:
-        ProtocolViolation: For a wrong structure, size, shape or non-finite value.
-    """
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise ProtocolViolation("weights must be a list of {shape, data}", INVALID_PAYLOAD)
-    if expected is not None and len(items) != len(expected):
-        raise ProtocolViolation(
-            f"weights hold {len(items)} tensors, the model has {len(expected)}", INVALID_PAYLOAD
-        )
-    out = []
-    for i, item in enumerate(items):
-        shape = item.get("shape")
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**31 for d in shape
-        ):
-            raise ProtocolViolation(f"tensor {i}: bad shape", INVALID_PAYLOAD)
-        vector = data_of(item.get("data"), i)
-        if vector.size != int(np.prod(shape, dtype=np.int64)):
-            raise ProtocolViolation(
-                f"tensor {i}: {vector.size} values for shape {shape}", INVALID_PAYLOAD
-            )
-        if expected is not None and tuple(shape) != tuple(expected[i]):
-            raise ProtocolViolation(
-                f"tensor {i} has shape {shape}, the model's is {list(expected[i])}",
-                INVALID_PAYLOAD,
-            )
-        if not np.isfinite(vector).all():
-            raise ProtocolViolation(f"tensor {i} holds NaN or infinity", INVALID_PAYLOAD)
-        out.append(vector.reshape(shape))
-    return out
-
-
 def new_id() -> str:
     """A fresh client id (UUID v4), as DISCO servers assign."""
     return str(uuid.uuid4())
 
 
+def forget(exc: BaseException) -> BaseException:
+    """``exc`` without the tracebacks of its chain, returned for raising again.
+
+    An error raised while decoding a frame keeps, through its traceback's frames, the
+    frame's bytes alive; and an error passed through a future (a worker thread) sits in a
+    reference cycle that only the garbage collector breaks, which large buffers do not
+    prompt. Clearing the tracebacks frees a refused 16 MiB frame at once.
+    """
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        link.__traceback__ = None
+        link = link.__cause__ or link.__context__
+    return exc
+
+
+class Janitor:
+    """Reclaims the memory of closed connections that carried large frames, promptly.
+
+    A closed connection's objects (uvicorn's protocol and its transport, the WebSocket
+    parser holding the last frame) form reference cycles, which only Python's cyclic
+    garbage collector frees, and it counts objects, not bytes: a few closed 16 MiB frames
+    would otherwise stay in memory for as long as nothing else prompts a collection. After
+    such a connection closes, one full collection runs within ``delay_s`` seconds (tens of
+    milliseconds; several closings share one).
+
+    Args:
+        delay_s: Seconds to gather closings before collecting.
+    """
+
+    def __init__(self, delay_s: float = 1.0) -> None:
+        self.delay_s = delay_s
+        self._pending: asyncio.TimerHandle | None = None
+
+    def closed(self, link: Link) -> None:
+        """Note a closed connection; collect soon if it carried a large frame."""
+        if link.large_frames and self._pending is None:
+            self._pending = asyncio.get_running_loop().call_later(self.delay_s, self._collect)
+
+    def _collect(self) -> None:
+        self._pending = None
+        gc.collect()
+
+
+async def off_loop(
+    limiter: anyio.CapacityLimiter, size: int, work: Callable[..., T], *args: Any
+) -> T:
+    """Run ``work(*args)`` at once, or in a worker thread when the input is large.
+
+    Args:
+        limiter: Bounds the worker threads decoding at once (one per bridge).
+        size: Bytes to decode; above :data:`OFFLOAD_BYTES` the work leaves the event loop.
+        work: The decoder.
+        *args: Its arguments.
+    """
+    if size <= OFFLOAD_BYTES:
+        return work(*args)
+    return await anyio.to_thread.run_sync(work, *args, limiter=limiter)
+
+
 class Link:
-    """One client connection: bounded binary frames in, an ordered queue of frames out.
+    """One client connection: bounded frames in, a bounded queue of frames out.
 
     Args:
         websocket: The accepted Starlette WebSocket.
         generation: Decodes the frames.
         max_frame: Largest frame accepted (bytes).
         hello_timeout: Seconds a new connection has to send its first message.
+        max_queued: Bytes that may wait to be sent; a client that lets more pile up
+            (it sends requests and does not read the answers) is disconnected.
+        decoders: Bounds the worker threads that decode large frames (one per bridge).
     """
 
     def __init__(
@@ -192,25 +200,51 @@ class Link:
         *,
         max_frame: int,
         hello_timeout: float,
+        max_queued: int = 64 * 2**20,
+        decoders: anyio.CapacityLimiter | None = None,
     ) -> None:
         self.websocket = websocket
         self.generation = generation
         self.max_frame = max_frame
         self.hello_timeout = hello_timeout
+        self.max_queued = max_queued
+        self.decoders = decoders or anyio.CapacityLimiter(1)
         self._out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        self._queued = 0  # bytes in _out
+        self._overrun = False
+        self._waiting: asyncio.Timeout | None = None  # the receive in progress, if any
         self._writer: asyncio.Task[None] | None = None
+        #: Frames of more than OFFLOAD_BYTES received (see :class:`Janitor`).
+        self.large_frames = 0
+
+    def _check_overrun(self) -> None:
+        if self._overrun:
+            raise ProtocolViolation(
+                f"the client does not read its answers ({self._queued} bytes wait to be "
+                f"sent, the limit is {self.max_queued})",
+                TRY_AGAIN_LATER,
+            )
 
     async def receive(self, timeout: float | None = None) -> dict[str, Any] | None:
         """The next decoded message, or None once the client has gone.
 
+        Large frames are decoded in a worker thread.
+
         Raises:
             ProtocolViolation: For a text frame, an oversized frame, malformed msgpack, a
-                message the generation does not accept, or no message within ``timeout``.
+                message the generation does not accept, no message within ``timeout``,
+                or a client that lets its answers pile up unread.
         """
+        self._check_overrun()
         try:
-            async with asyncio.timeout(timeout):
-                message = await self.websocket.receive()
+            async with asyncio.timeout(timeout) as waiting:
+                self._waiting = waiting
+                try:
+                    message = await self.websocket.receive()
+                finally:
+                    self._waiting = None
         except TimeoutError:
+            self._check_overrun()  # send_frame ends the wait early on an overrun
             raise ProtocolViolation(f"no message within {timeout:g} s") from None
         if message["type"] == "websocket.disconnect":
             return None
@@ -221,7 +255,11 @@ class Link:
             raise ProtocolViolation(
                 f"frame of {len(frame)} bytes exceeds the limit of {self.max_frame}", TOO_BIG
             )
-        return self.generation.decode_frame(frame)
+        self.large_frames += len(frame) > OFFLOAD_BYTES
+        try:
+            return await off_loop(self.decoders, len(frame), self.generation.decode_frame, frame)
+        except ProtocolViolation as exc:
+            raise forget(exc) from None
 
     async def hello(self) -> dict[str, Any] | None:
         """The first message, which must come within ``hello_timeout`` seconds."""
@@ -232,19 +270,30 @@ class Link:
         self.send_frame(self.generation.encode_frame(message))
 
     def send_frame(self, frame: bytes) -> None:
-        """Queue an already encoded frame."""
+        """Queue an already encoded frame, or mark the client overrun past ``max_queued``."""
+        if self._overrun:
+            return
+        if self._queued + len(frame) > self.max_queued:
+            self._overrun = True
+            if self._waiting is not None:
+                # Wake the session's receive now, so that it closes the connection.
+                self._waiting.reschedule(asyncio.get_running_loop().time())
+            return
+        self._queued += len(frame)
         self._out.put_nowait(frame)
 
     async def _write(self) -> None:
         while (frame := await self._out.get()) is not None:
+            # Waits while the transport's buffer is full (see BackpressuredWebSocket).
             await self.websocket.send_bytes(frame)
+            self._queued -= len(frame)
 
     def start(self) -> None:
         """Start the writer."""
         self._writer = asyncio.create_task(self._write())
 
     async def stop(self) -> None:
-        """Flush the queued frames (best effort), then stop the writer."""
+        """Flush the queued frames (best effort, 5 s at most), then stop the writer."""
         if self._writer is None:
             return
         self._out.put_nowait(None)

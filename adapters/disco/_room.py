@@ -11,6 +11,10 @@ global model is kept beside the ledger (``<task>.model.npz``).
 
 Held clients (generations that can pause) follow a strict pause/resume discipline: a
 client is paused at most once before it is resumed.
+
+A selected client that sends nothing before the round times out is *idle*: the round
+closes without it, and it is no candidate (nor counted for the quorum) until it sends an
+update, so that clients that connect and never train cannot hold training back.
 """
 
 from __future__ import annotations
@@ -65,6 +69,8 @@ class Member:
         paused: Whether it is held now.
         announced: Whether it has been told its initial state (before that, pause state
             changes are silent: the welcome message carries them).
+        idle: Whether it let a round it was selected for time out without an update
+            (cleared by its next update).
     """
 
     id: str
@@ -73,6 +79,7 @@ class Member:
     can_pause: bool
     paused: bool = False
     announced: bool = False
+    idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -197,7 +204,9 @@ class TaskRoom:
                 str(self._model),
             )
         self.round, self.weights = round_, weights
-        for record in self.engines.get(self.task.id).records():
+        with self.engines.session(self.task.id) as engine:
+            records = engine.records()
+        for record in records:
             entry = record.details.get(_DETAILS_KEY)
             if not isinstance(entry, dict) or not entry.get("contributors"):
                 continue
@@ -253,6 +262,7 @@ class TaskRoom:
             "round": self.round,
             "connected": len(self.members),
             "paused": sorted(m.id for m in self.members.values() if m.paused),
+            "idle": sorted(m.id for m in self.members.values() if m.idle),
             "selected": sorted(self.selected),
             "engine_round": self._open.decision.round if self._open else None,
             "statistics": self.statistics(),
@@ -346,8 +356,10 @@ class TaskRoom:
         if isinstance(round, bool) or not isinstance(round, int) or round < 0:
             raise ProtocolViolation(f"round must be a non-negative integer, got {round!r}")
         async with self._lock:
-            if member_id not in self.members:
+            member = self.members.get(member_id)
+            if member is None:
                 return Outcome.STALE
+            revived, member.idle = member.idle, False
             if round > self.round:
                 raise ProtocolViolation(
                     f"update for round {round}, but the server is at round {self.round}"
@@ -362,6 +374,8 @@ class TaskRoom:
                 return Outcome.STALE
             if self._open is None:
                 self._pending[member_id] = weights
+                if revived:
+                    await self._decide()  # a candidate again: perhaps a round can start
                 return Outcome.PENDING
             if member_id not in self._open.selected:
                 self._open.excluded[member_id] += 1
@@ -378,7 +392,7 @@ class TaskRoom:
         """Open a round if none is open and enough clients are connected (lock held)."""
         if self._open is not None or (self._retry is not None and not self._retry.done()):
             return
-        members = list(self.members.values())
+        members = [m for m in self.members.values() if not m.idle]
         settings = self.task.settings
         # The quorum gates the start only: clients that are deferred finish their local
         # rounds later than the others, and once those leave, the last ones must still be
@@ -440,6 +454,11 @@ class TaskRoom:
         await asyncio.sleep(self.round_timeout)
         async with self._lock:
             if self._open is opened:
+                for cid in sorted(opened.selected - set(opened.buffer)):
+                    member = self.members.get(cid)
+                    if member is not None and not member.idle:
+                        member.idle = True
+                        log.info("task %s: %s sent nothing this round: idle", self.task.id, cid)
                 await self._close("timeout")
 
     async def _close_if_done(self) -> None:
@@ -491,14 +510,14 @@ class TaskRoom:
     async def _account(self, decision: Decision, record: Aggregate) -> None:
         """Complete the engine's round with the aggregate and the energy spent outside it."""
         by_id = {c.id: c for c in decision.clients}
-        engine = self.engines.get(self.task.id)
+        energy_model = self.engines.spec_of(self.task.id).energy
         # Energy is the adapter's to estimate (updates x one round's energy); its carbon
         # is the core's to price. Clients that joined after the decision bring their zone.
         spent: dict[str, float] = {}
         zones: dict[str, str] = {}
         for cid, updates in record.excluded.items():
             known = by_id.get(cid)
-            spent[cid] = updates * (known.energy_kwh if known else engine.energy.energy_kwh())
+            spent[cid] = updates * (known.energy_kwh if known else energy_model.energy_kwh())
             if known is None:
                 member = self.members.get(cid)
                 zones[cid] = member.zone if member else "unknown"

@@ -9,6 +9,7 @@ from pathlib import Path
 from lowcarb import CarbonProvider, Clock, EngineSpec, TaskEngines
 from lowcarb.adapters.disco._app import GENERATIONS, BridgeLimits, create_app
 from lowcarb.adapters.disco._artifacts import read_json_file
+from lowcarb.adapters.disco._server import bridge_config, map_large_buffers
 from lowcarb.adapters.disco._taskdir import BridgeTask, load_tasks
 from lowcarb.exceptions import DataValidationError
 
@@ -26,6 +27,7 @@ def open_engines(
     spec: EngineSpec | None = None,
     state_dir: str | Path | None = None,
     clock: Clock | None = None,
+    provider_timeout_s: float | None = None,
 ) -> TaskEngines:
     """One engine per task, each with its task's energy model and its own ledger file.
 
@@ -37,6 +39,11 @@ def open_engines(
             task sets its energy model, rounds and round length.
         state_dir: Folder for ledgers and saved models; None keeps them in memory.
         clock: Time source (wall clock by default).
+        provider_timeout_s: Seconds a provider call may take before the chain's next
+            member answers instead; None waits as long as the providers do.
+
+    Raises:
+        LedgerError: If another process holds ``state_dir``.
     """
     generation = GENERATIONS[protocol]()
     base = spec or EngineSpec()
@@ -53,7 +60,14 @@ def open_engines(
             horizon=interval * _PLANNED_ROUNDS,
         )
 
-    return TaskEngines(state_dir, spec=base, provider=provider, clock=clock, spec_for=spec_for)
+    return TaskEngines(
+        state_dir,
+        spec=base,
+        provider=provider,
+        clock=clock,
+        spec_for=spec_for,
+        provider_timeout_s=provider_timeout_s,
+    )
 
 
 def load_zone_map(path: str | Path) -> dict[str, str]:
@@ -83,6 +97,7 @@ def serve(
     zone_map: Mapping[str, str] | None = None,
     spec: EngineSpec | None = None,
     log_level: str = "info",
+    provider_timeout_s: float | None = None,
 ) -> None:
     """Serve the tasks of ``tasks_dir`` until interrupted (binds loopback by default).
 
@@ -94,22 +109,26 @@ def serve(
     limits = limits or BridgeLimits()
     tasks = load_tasks(tasks_dir, protocol)
     state = None if state_dir is None else Path(state_dir)
-    engines = open_engines(tasks, provider, protocol=protocol, spec=spec, state_dir=state)
+    engines = open_engines(
+        tasks,
+        provider,
+        protocol=protocol,
+        spec=spec,
+        state_dir=state,
+        provider_timeout_s=provider_timeout_s,
+    )
     try:
         for task_id in tasks:
             engines.get(task_id)  # open every ledger now: a bad state dir fails at start
         app = create_app(
             tasks, engines, protocol=protocol, limits=limits, state_dir=state, zone_map=zone_map
         )
-        uvicorn.run(
-            app,
-            host=host,
-            port=port,
-            ws="websockets-sansio",  # the legacy websockets server is deprecated
-            ws_max_size=limits.max_frame_bytes,
-            log_level=log_level,
-            # DISCO's WebSocket routes carry no Origin check of their own; loopback by default.
-            proxy_headers=False,
+        map_large_buffers()  # so that the memory of refused frames goes back to the system
+        server = uvicorn.Server(
+            bridge_config(app, limits, host=host, port=port, log_level=log_level)
         )
+        server.run()
+        if not server.started:
+            raise SystemExit(3)  # as uvicorn.run: the address could not be bound
     finally:
         engines.close()

@@ -30,11 +30,10 @@ from lowcarb.adapters.disco._protocol import (
     Identity,
     Link,
     ProtocolViolation,
-    decode_tensors,
-    unpack,
-    unpack_map,
+    off_loop,
 )
 from lowcarb.adapters.disco._room import Member
+from lowcarb.adapters.disco._wire import decode_byte_list, decode_message, decode_weight_blob
 
 if TYPE_CHECKING:
     from lowcarb.adapters.disco._artifacts import ModelArtifacts
@@ -59,6 +58,11 @@ _NAMES = {
 #: msgpack-lite's extension type for ArrayBuffer (ModelArtifacts.weightData).
 EXT_ARRAY_BUFFER = 26
 _INT32 = (-(2**31), 2**31 - 1)
+#: Fields located in a frame but not decoded: weights are decoded on their own, and
+#: metadata is never used by training.
+_RAW = frozenset({"weights", "metadata", "metadataMap"})
+#: Fields of getMetadataMap that the answer repeats.
+_ECHOED = ("taskId", "clientId", "round", "metadataId")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}", re.I)
 
 
@@ -76,13 +80,8 @@ def js_numbers(values: np.ndarray) -> list[int | float]:
     return out
 
 
-def _numbers(data: Any, index: int) -> np.ndarray:
-    if not isinstance(data, list):
-        raise ProtocolViolation(f"tensor {index}: data must be a list of numbers", INVALID_PAYLOAD)
-    try:
-        return np.asarray(data, dtype=np.float64).astype(np.float32).ravel()
-    except (TypeError, ValueError):
-        raise ProtocolViolation(f"tensor {index}: data must be numbers", INVALID_PAYLOAD) from None
+#: First bytes of a msgpack array (fixarray, array 16, array 32).
+_ARRAY_HEADS = frozenset([*range(0x90, 0xA0), 0xDC, 0xDD])
 
 
 class V2(Generation):
@@ -98,17 +97,22 @@ class V2(Generation):
     # -- codecs ---------------------------------------------------------------------------
 
     def decode_frame(self, frame: bytes) -> dict[str, Any]:
-        """Decode a client frame; checks the fields of each message type it may send."""
-        message = unpack_map(frame)
+        """Decode a client frame; checks the fields of each message type it may send.
+
+        The weights of postWeightsToServer come back as the bytes their list of byte
+        values holds (the encoded weights), decoded without a Python object per byte.
+        """
+        message, raw = decode_message(frame, raw=_RAW)
         kind = message.get("type")
         if isinstance(kind, bool) or kind not in _NAMES:
             raise ProtocolViolation(f"message type {kind!r} is not a federated v2 message")
         if kind == POST_WEIGHTS:
-            blob, rnd = message.get("weights"), message.get("round")
-            if not isinstance(blob, list):
+            span, rnd = raw.get("weights"), message.get("round")
+            if span is None or span[0] not in _ARRAY_HEADS:
                 raise ProtocolViolation("postWeightsToServer needs weights: number[]")
             if isinstance(rnd, bool) or not isinstance(rnd, int):
                 raise ProtocolViolation("postWeightsToServer needs an integer round")
+            message["weights"] = decode_byte_list(span)
         return message
 
     def encode_frame(self, message: Mapping[str, Any]) -> bytes:
@@ -123,14 +127,15 @@ class V2(Generation):
     def decode_weights(
         self, encoded: Any, expected: Sequence[tuple[int, ...]] | None = None
     ) -> list[np.ndarray]:
-        """Weights from a client's list of byte values."""
-        try:
-            blob = bytes(encoded)
-        except (TypeError, ValueError):
-            raise ProtocolViolation(
-                "weights must be a list of byte values", INVALID_PAYLOAD
-            ) from None
-        return decode_tensors(unpack(blob, "weights"), _numbers, expected)
+        """Weights from a client's encoded weights (bytes, or the list of byte values)."""
+        if not isinstance(encoded, bytes):
+            try:
+                encoded = bytes(encoded)
+            except (TypeError, ValueError):
+                raise ProtocolViolation(
+                    "weights must be a list of byte values", INVALID_PAYLOAD
+                ) from None
+        return decode_weight_blob(encoded, expected)
 
     def model_body(self, artifacts: ModelArtifacts) -> tuple[bytes, str]:
         """A JSON array of the bytes of msgpack(ModelArtifacts), as DISCO v2 serves it."""
@@ -182,15 +187,24 @@ class V2(Generation):
             while (message := await link.receive()) is not None:
                 kind = message["type"]
                 if kind == POST_WEIGHTS:
-                    weights = self.decode_weights(message["weights"], room.shapes)
+                    blob = message["weights"]
+                    weights = await off_loop(
+                        link.decoders, len(blob), self.decode_weights, blob, room.shapes
+                    )
                     await room.submit(member.id, message["round"], weights)
                 elif kind == PULL_SERVER_STATISTICS:
                     link.send({"type": PULL_SERVER_STATISTICS, "statistics": room.statistics()})
                 elif kind == LATEST_SERVER_ROUND:
                     link.send_frame(self._latest_frame(room))
                 elif kind == GET_METADATA_MAP:
-                    # Metadata is never used by training; answer with an empty map.
-                    link.send({**message, "metadataMap": []})
+                    # Metadata is never used by training: an empty map, and of the request
+                    # only its short identifying fields (never an echo of what it carried).
+                    echoed = {
+                        k: message[k]
+                        for k in _ECHOED
+                        if isinstance(message.get(k), int | str) and len(str(message[k])) <= 256
+                    }
+                    link.send({"type": GET_METADATA_MAP, **echoed, "metadataMap": []})
                 elif kind == CLIENT_CONNECTED:
                     raise ProtocolViolation("clientConnected sent twice")
                 # postMetadata: accepted and ignored, as training never reads it back.

@@ -74,6 +74,15 @@ def serve(
         typer.Option(min=0.1, metavar="S", help="Seconds a round waits for its selected clients."),
     ] = 300.0,
     seed: SeedOpt = 0,
+    provider_timeout: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=3600,
+            metavar="S",
+            help="Seconds a provider call may take before the next provider answers.",
+        ),
+    ] = 10.0,
     provider: ProviderOpt = None,
     option: OptionOpt = None,
 ) -> None:
@@ -109,4 +118,5 @@ def serve(
             zone_map=zone_map,
             spec=spec,
             log_level="debug" if state.debug else "info",
+            provider_timeout_s=provider_timeout,
         )

@@ -26,6 +26,7 @@ from websockets.asyncio.client import ClientConnection
 from lowcarb import ManualClock
 from lowcarb.adapters.disco import BridgeLimits, TaskRoom, create_app, load_tasks, open_engines
 from lowcarb.adapters.disco._develop import Develop
+from lowcarb.adapters.disco._server import bridge_config
 from lowcarb.adapters.disco._v2 import V2
 from lowcarb.backends import DefaultProvider
 
@@ -80,15 +81,7 @@ async def running_bridge(
     engines = open_engines(tasks, provider, protocol=protocol, state_dir=state, clock=clock)
     limits = limits or BridgeLimits(hello_timeout=5.0, round_timeout=60.0)
     app = create_app(tasks, engines, protocol=protocol, limits=limits, state_dir=state)
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=0,
-        ws="websockets-sansio",
-        ws_max_size=limits.max_frame_bytes,
-        log_level="warning",
-    )
-    server = uvicorn.Server(config)
+    server = uvicorn.Server(bridge_config(app, limits, port=0, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.01)

@@ -16,13 +16,17 @@ from lowcarb.cli import main
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Replaces uvicorn.run: records what the bridge would serve, serves nothing."""
+    """Replaces uvicorn's server: records what the bridge would serve, serves nothing."""
     seen: dict[str, Any] = {}
 
-    def fake_run(app: Any, **kwargs: Any) -> None:
-        seen.update(kwargs, app=app)
+    def fake_run(server: uvicorn.Server, sockets: Any = None) -> None:
+        config = server.config
+        seen.update(
+            app=config.app, host=config.host, port=config.port, ws_max_size=config.ws_max_size
+        )
+        server.started = True
 
-    monkeypatch.setattr(uvicorn, "run", fake_run)
+    monkeypatch.setattr(uvicorn.Server, "run", fake_run)
     return seen
 
 

@@ -44,7 +44,15 @@ def test_js_numbers_follow_msgpack_lite() -> None:
     [
         (V2(), "nope", "byte values"),
         (V2(), list(msgpack.packb({"shape": [1]})), "list of {shape, data}"),
-        (V2(), list(msgpack.packb([{"shape": [2], "data": [1.0]}])), "1 values for shape"),
+        (V2(), list(msgpack.packb([{"shape": [2], "data": [1.0]}])), "flat list of 2 numbers"),
+        (V2(), list(msgpack.packb([{"shape": [2], "data": [[], []]}])), "flat list of 2 numbers"),
+        (V2(), list(msgpack.packb([{"shape": [2], "data": [{}, 1]}])), "must be numbers"),
+        (V2(), list(msgpack.packb([{"shape": [2], "data": [1, None]}])), "NaN"),
+        (V2(), list(msgpack.packb([{"shape": [1], "data": [1]}]) + b"\x00"), "bytes after"),
+        (V2(), list(msgpack.packb([{"shape": [1] * 9, "data": [1]}])), "bad shape"),
+        (V2(), list(msgpack.packb([{"shape": [1], "data": [1]}] * 65)), "65 tensors"),
+        (V2(), list(b"\x91" * 100 + b"\xc0"), "list of \\{shape, data\\}|malformed"),
+        (Develop(), msgpack.packb([[[[]]]] * 3), "list of \\{shape, data\\}"),
         (V2(), list(msgpack.packb([{"shape": [1], "data": ["a"]}])), "must be numbers"),
         (V2(), list(msgpack.packb([{"shape": [-1], "data": []}])), "bad shape"),
         (Develop(), b"\xc1", "malformed weights"),
@@ -131,3 +139,64 @@ def test_task_files_that_are_not_regular_or_too_deep_are_refused(tmp_path: Path)
     task.symlink_to("/dev/zero")
     with pytest.raises(DataValidationError, match="is not a regular file"):
         load_tasks(folder, "v2")
+
+
+@given(st.lists(st.integers(0, 255), max_size=600))
+def test_byte_lists_decode_as_msgpack_does(values: list[int]) -> None:
+    from lowcarb.adapters.disco._wire import decode_byte_list
+
+    assert decode_byte_list(msgpack.packb(values)) == bytes(values)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.integers(-(2**40), 2**40),
+            st.none(),
+            st.text(max_size=2),
+            st.lists(st.integers(0, 3), max_size=2),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_anything_but_byte_values_is_refused(values: list[object]) -> None:
+    from lowcarb.adapters.disco._wire import decode_byte_list
+
+    packed = msgpack.packb(values)
+    if all(isinstance(v, int) and 0 <= v <= 255 for v in values):
+        assert decode_byte_list(packed) == bytes(values)  # type: ignore[arg-type]
+    else:
+        with pytest.raises(ProtocolViolation, match="list of byte values"):
+            decode_byte_list(packed)
+
+
+def test_hostile_frames_cost_little_memory() -> None:
+    """A frame of empty arrays (1 byte each, 56 as Python lists) is refused unbuilt."""
+    import tracemalloc
+
+    from lowcarb.adapters.disco._wire import decode_byte_list, decode_message
+
+    n = 4 * 2**20
+    frames = {
+        "empty arrays": b"\x82\xa4type\x08\xa7weights\xdd" + n.to_bytes(4, "big") + b"\x90" * n,
+        "negative ints": b"\x82\xa4type\x08\xa7weights\xdd" + n.to_bytes(4, "big") + b"\xe0" * n,
+        "nested arrays": b"\x82\xa4type\x08\xa7weights" + b"\x91" * 100 + b"\x80",
+        "nested small fields": b"\x81\xa4type" + b"\x91" * 100 + b"\x80",
+    }
+
+    def decode(frame: bytes) -> bytes:
+        _, raw = decode_message(frame, raw=frozenset({"weights"}))
+        return decode_byte_list(raw["weights"])
+
+    for name, frame in frames.items():
+        tracemalloc.start()
+        with pytest.raises(ProtocolViolation):
+            decode(frame)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        assert peak < 16 * 2**20, (name, peak)  # a few times the 4 MiB frame at most
+    # The biggest small field a message may carry stays small too.
+    many = msgpack.packb({"type": 10, "metadata": [[[1] * 64] * 64] * 64})
+    with pytest.raises(ProtocolViolation, match="more than 64 arrays"):
+        decode_message(many)

@@ -690,7 +690,7 @@ def test_serve_refuses_bad_engine_options_before_listening(
     def listen(*a: object, **kw: object) -> None:
         raise AssertionError("lowcarb serve started listening with bad options")
 
-    monkeypatch.setattr(uvicorn, "run", listen)
+    monkeypatch.setattr(uvicorn.Server, "run", listen)
     assert main(["serve", "--port", "0", *args]) != 0
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
