@@ -96,7 +96,7 @@ def _tex_safe(text: str) -> str:
 
 def _dates(ax: Any) -> None:
     mdates: Any = importlib.import_module("matplotlib.dates")  # untyped calls
-    locator = mdates.AutoDateLocator(maxticks=8)
+    locator = mdates.AutoDateLocator()
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
 

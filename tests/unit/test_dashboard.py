@@ -136,3 +136,18 @@ def test_a_servers_tasks_in_memory():
 def test_a_path_without_ledgers_is_refused_at_once(tmp_path):
     with pytest.raises(lowcarb.InvalidInputError, match="no ledger file or state folder"):
         PathSource(Path(tmp_path) / "nothing")
+
+
+def test_a_pause_says_until_when_and_why(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    clock = ManualClock(datetime(2024, 6, 3, 18, tzinfo=UTC))
+    path = tmp_path / "p.ledger.sqlite"
+    with lowcarb.SelectionEngine(
+        "default", rounds=3, deadline=timedelta(hours=24), run_id="t", ledger=path, clock=clock
+    ) as engine:
+        decision = engine.select(hospitals(3), k=1)
+    assert not decision.run_now  # the evening is dirtier than tomorrow morning
+    (task,) = TestClient(dashboard_app(PathSource(path))).get(STATE).json()["tasks"]
+    assert task["empty"] and task["pause"]["wait_until"] == decision.wait_until.isoformat()
+    assert task["pause"]["reason"].startswith("paused: cleaner slots come before the deadline")
