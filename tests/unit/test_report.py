@@ -194,3 +194,29 @@ def test_a_simulation_records_every_policy_for_the_report(tmp_path):
     assert report["run"]["rounds"] == scenario.total_rounds
     with pytest.raises(InvalidInputError, match="already holds runs lowcarb, random"):
         simulate(scenario, ledger=path)
+
+
+def test_clients_not_held_back_and_stand_in_zones_are_accounted(tmp_path):
+    clock = lowcarb.ManualClock(START)
+    path = tmp_path / "v2.ledger.sqlite"
+    clients = [lowcarb.Client("a", "DE"), lowcarb.Client("b", "GB"), lowcarb.Client("x", "XX")]
+    with lowcarb.SelectionEngine(
+        "default", rounds=4, policy="random", run_id="v2", ledger=path, clock=clock
+    ) as engine:
+        for _ in range(2):
+            decision = engine.select(clients, k=1)
+            left_out = next(c for c in decision.deferred if c != "x")
+            clock.set(decision.end)
+            engine.complete(decision, excluded_energy_kwh={left_out: 0.02})
+    snapshot = PathSource(path).snapshot("v2")
+    report = build_report(snapshot)
+    with Ledger.open_read_only(path) as raw:
+        expected = lowcarb.summarize(raw.rounds("v2"), run_id="v2")
+    assert report["sci"]["energy_excluded_kwh"] == pytest.approx(0.04)
+    assert report["sci"]["operational_g"] == pytest.approx(
+        expected.emissions_g + expected.excluded_emissions_g
+    )
+    assert all(c.next_turn is None for c in snapshot.latest.clients)  # random plans nothing
+    assert [d["provider"] for d in report["data_sources"]] in (["default"], [])
+    markdown = render_markdown(report)
+    assert "of clients not held back" in markdown
