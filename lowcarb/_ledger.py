@@ -765,8 +765,9 @@ class Ledger:
 
         Raises:
             InvalidInputError: If the file does not exist or is a directory.
-            DataValidationError: If it is not a lowcarb ledger, or has another schema
-                (saying whether an older or a newer lowcarb wrote it).
+            LedgerError: If it cannot be opened, is not a lowcarb ledger, or has another
+                schema (saying whether an older or a newer lowcarb wrote it); the message
+                names the file, not its folder.
         """
         target = Path(path)
         if target.is_dir():
@@ -778,8 +779,7 @@ class Ledger:
         ledger = cls()
         ledger._db.close()
         ledger.path = target
-        if hasattr(ledger, "_name"):
-            ledger._name = f"ledger {target.name}"
+        ledger._name = f"ledger {target.name}"
         ledger.read_only = True
         uri = f"{target.resolve().as_uri()}?mode=ro"
         try:
@@ -787,26 +787,31 @@ class Ledger:
                 uri, uri=True, isolation_level=None, check_same_thread=False, timeout=10.0
             )
         except sqlite3.Error as exc:
-            raise DataValidationError(f"{target} cannot be opened: {exc}") from exc
+            raise LedgerError(f"{target.name}: cannot open it: {_fault(exc)}", path=target) from exc
         try:
             row = ledger._db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
         except sqlite3.DatabaseError as exc:
             ledger._db.close()
-            raise DataValidationError(f"{target} is not a lowcarb ledger: {exc}") from exc
+            why = "it has no ledger tables" if "no such table" in str(exc) else _fault(exc)
+            raise LedgerError(f"{target.name} is not a lowcarb ledger: {why}", path=target) from exc
         version = row[0] if row is not None else None
         if version != str(_SCHEMA_VERSION):
             ledger._db.close()
             if version is None:
-                raise DataValidationError(f"{target} is not a lowcarb ledger: no schema version")
+                raise LedgerError(
+                    f"{target.name} is not a lowcarb ledger: it has no schema version",
+                    path=target,
+                )
             older = version.isdigit() and int(version) < _SCHEMA_VERSION
             hint = (
                 "written by an older lowcarb: open it once with this one to upgrade it"
                 if older
                 else "written by a newer lowcarb: upgrade lowcarb to read it"
             )
-            raise DataValidationError(
-                f"{target} has ledger schema {version}; this lowcarb reads "
-                f"{_SCHEMA_VERSION} ({hint})"
+            raise LedgerError(
+                f"{target.name} has ledger schema {version[:20]}; this lowcarb reads "
+                f"{_SCHEMA_VERSION} ({hint})",
+                path=target,
             )
         return ledger
 

@@ -26,6 +26,7 @@ from lowcarb import (
     Decision,
     InvalidInputError,
     Ledger,
+    LedgerError,
     LowcarbError,
     RoundRecord,
     TaskEngines,
@@ -196,8 +197,10 @@ def read_run(
 def _opened(path: Path) -> Iterator[Ledger]:
     try:
         ledger = Ledger.open_read_only(path)
+    except LedgerError:
+        raise  # it names the file, not its folder
     except LowcarbError as exc:
-        # The ledger's own messages name its whole path: pages show the file name only.
+        # Other messages name the whole path: pages show the file name only.
         raise DataValidationError(str(exc).replace(str(path), path.name)) from exc
     try:
         with ledger.snapshot():

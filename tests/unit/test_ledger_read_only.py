@@ -9,9 +9,9 @@ import pytest
 
 from lowcarb import (
     ClientRound,
-    DataValidationError,
     InvalidInputError,
     Ledger,
+    LedgerError,
     LowcarbError,
     RoundRecord,
 )
@@ -92,7 +92,7 @@ def test_a_file_that_is_not_a_ledger(tmp_path, content, message):
         sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.commit()
     else:
         path.write_bytes(content)
-    with pytest.raises(DataValidationError, match=message):
+    with pytest.raises(LedgerError, match=message):
         Ledger.open_read_only(path)
 
 
@@ -100,7 +100,7 @@ def test_a_file_that_is_not_a_ledger(tmp_path, content, message):
 def test_another_schema_says_which_lowcarb_to_use(written, version, says):
     path, writer = written
     writer._db.execute("UPDATE meta SET value=? WHERE key='schema'", (version,))
-    with pytest.raises(DataValidationError, match=f"schema {version}.*{says}"):
+    with pytest.raises(LedgerError, match=f"schema {version}.*{says}"):
         Ledger.open_read_only(path)
 
 

@@ -11,7 +11,7 @@ import pytest
 from _report_ledgers import START, TASK, write_run
 
 import lowcarb
-from lowcarb import DataValidationError, EmbodiedCarbon, InvalidInputError, Ledger
+from lowcarb import EmbodiedCarbon, InvalidInputError, Ledger, LedgerError
 from lowcarb.report import (
     EQUIVALENTS,
     PathSource,
@@ -136,11 +136,11 @@ def test_bad_input_answers_in_one_line(tmp_path, ledger):
         PathSource(tmp_path / "missing")
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"definitely not sqlite" * 100)
-    with pytest.raises(DataValidationError, match=r"^junk\.sqlite is not a lowcarb ledger"):
+    with pytest.raises(LedgerError, match=r"^junk\.sqlite is not a lowcarb ledger"):
         make_report(junk)
     other = tmp_path / "other.sqlite"
     sqlite3.connect(other).execute("CREATE TABLE t (x)").connection.commit()
-    with pytest.raises(DataValidationError, match="not a lowcarb ledger"):
+    with pytest.raises(LedgerError, match="not a lowcarb ledger: it has no ledger tables"):
         make_report(other)
     with pytest.raises(
         InvalidInputError, match=r"no task 'nope' in run\.ledger\.sqlite \(tasks: xray\)"
@@ -169,7 +169,7 @@ def test_a_newer_ledger_is_refused_with_its_schema(tmp_path):
     path = write_run(tmp_path / "new.ledger.sqlite", rounds=1)
     with sqlite3.connect(path) as db:
         db.execute("UPDATE meta SET value='9' WHERE key='schema'")
-    with pytest.raises(DataValidationError) as caught:
+    with pytest.raises(LedgerError) as caught:
         make_report(path)
     message = str(caught.value)
     assert "schema 9" in message and "newer lowcarb" in message
