@@ -7,7 +7,19 @@ import math
 import sys
 from types import FrameType
 
-from flwr.common import GetPropertiesIns
+from flwr.common import (
+    Code,
+    DisconnectRes,
+    EvaluateIns,
+    EvaluateRes,
+    FitIns,
+    FitRes,
+    GetParametersIns,
+    GetParametersRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
+    ReconnectIns,
+)
 from flwr.server import SimpleClientManager
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
@@ -33,7 +45,8 @@ class CarbonAwareClientManager(SimpleClientManager):
     ``configure_fit`` is one engine round; the other calls (the server's request for
     initial parameters, ``configure_evaluate``) sample at random, as Flower's
     ``SimpleClientManager`` does, and are not rounds. The previous round is recorded in
-    the ledger when the next one is sampled, or by :meth:`close_round`.
+    the ledger when the next one is sampled, or by :meth:`close_round`, with the clients
+    whose ``fit`` succeeded: a client that failed or was never asked keeps its share.
 
     Args:
         engine: The selection engine.
@@ -70,6 +83,7 @@ class CarbonAwareClientManager(SimpleClientManager):
         self.zones: dict[str, str] = {}
         self.decisions: list[Decision] = []
         self._open: Decision | None = None
+        self._fitted: dict[str, bool] = {}
 
     def _zone(self, proxy: ClientProxy) -> str:
         if proxy.cid not in self.zones:
@@ -87,14 +101,22 @@ class CarbonAwareClientManager(SimpleClientManager):
         return self.zones[proxy.cid]
 
     def close_round(self) -> None:
-        """Record the open round in the engine's ledger (energy from the model)."""
+        """Record the open round in the ledger: the clients whose fit succeeded."""
         decision, self._open = self._open, None
         if decision is None:
             return
+        trained = [cid for cid in decision.selected if self._fitted.get(cid)]
+        if len(trained) < len(decision.selected):
+            _log.info(
+                "lowcarb: round %d: %d of %d sampled clients trained; the others keep their share",
+                decision.round,
+                len(trained),
+                len(decision.selected),
+            )
         clock = self.engine.clock
         if self.simulated_time and isinstance(clock, ManualClock):
             clock.set(max(clock.now(), decision.end))
-        self.engine.complete(decision)
+        self.engine.complete(decision, trained=trained)
         if self.simulated_time and isinstance(clock, ManualClock):
             clock.set(max(clock.now(), decision.start + self.engine.round_interval))
 
@@ -140,10 +162,10 @@ class CarbonAwareClientManager(SimpleClientManager):
         else:
             raise InvalidInputError("the engine keeps pausing but its clock does not move")
         self.decisions.append(decision)
-        self._open = decision
+        self._open, self._fitted = decision, {}
         _log.info("lowcarb: round %d: %s", decision.round, decision.reason)
         by_id = {p.cid: p for p in proxies}
-        return [by_id[cid] for cid in decision.selected]
+        return [_Tracked(by_id[cid], self._fitted) for cid in decision.selected]
 
 
 def _called_from_configure_fit(depth: int = 8) -> bool:
@@ -163,3 +185,40 @@ def _called_from_configure_fit(depth: int = 8) -> bool:
             return False
         frame = frame.f_back
     return False
+
+
+class _Tracked(ClientProxy):
+    """A sampled client that notes whether its ``fit`` succeeded; delegates everything."""
+
+    def __init__(self, proxy: ClientProxy, fitted: dict[str, bool]) -> None:
+        super().__init__(proxy.cid)
+        self.proxy, self._fitted = proxy, fitted
+        self.properties = proxy.properties
+        if hasattr(proxy, "node_id"):
+            self.node_id = proxy.node_id
+
+    def get_properties(
+        self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None
+    ) -> GetPropertiesRes:
+        return self.proxy.get_properties(ins, timeout, group_id)
+
+    def get_parameters(
+        self, ins: GetParametersIns, timeout: float | None, group_id: int | None
+    ) -> GetParametersRes:
+        return self.proxy.get_parameters(ins, timeout, group_id)
+
+    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+        self._fitted[self.cid] = False  # until it returns a good result
+        result = self.proxy.fit(ins, timeout, group_id)
+        self._fitted[self.cid] = result.status.code == Code.OK
+        return result
+
+    def evaluate(
+        self, ins: EvaluateIns, timeout: float | None, group_id: int | None
+    ) -> EvaluateRes:
+        return self.proxy.evaluate(ins, timeout, group_id)
+
+    def reconnect(
+        self, ins: ReconnectIns, timeout: float | None, group_id: int | None
+    ) -> DisconnectRes:
+        return self.proxy.reconnect(ins, timeout, group_id)

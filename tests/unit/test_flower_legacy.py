@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from flwr.common import Code, GetPropertiesIns, GetPropertiesRes, Status
+from flwr.common import (
+    Code,
+    FitIns,
+    FitRes,
+    GetPropertiesIns,
+    GetPropertiesRes,
+    Status,
+    ndarrays_to_parameters,
+)
 from flwr.server.client_proxy import ClientProxy
 from flwr.server.criterion import Criterion
 
@@ -22,9 +31,11 @@ ZONES = ["DE", "GB", "SG", "ZA"]
 class Proxy(ClientProxy):
     """Answers get_properties with its zone and counts the calls."""
 
-    def __init__(self, cid: str, zone: str | None, *, fail: bool = False) -> None:
+    def __init__(
+        self, cid: str, zone: str | None, *, fail: bool = False, fit_fails: bool = False
+    ) -> None:
         super().__init__(cid)
-        self.zone, self.fail, self.asked = zone, fail, 0
+        self.zone, self.fail, self.fit_fails, self.asked = zone, fail, fit_fails, 0
 
     def get_properties(
         self, ins: GetPropertiesIns, timeout: float | None, group_id: int | None
@@ -35,10 +46,15 @@ class Proxy(ClientProxy):
         props = {} if self.zone is None else {"zone": self.zone}
         return GetPropertiesRes(Status(Code.OK, ""), props)
 
+    def fit(self, ins: FitIns, timeout: float | None, group_id: int | None) -> FitRes:
+        if self.fit_fails:
+            raise RuntimeError("out of memory")
+        return FitRes(Status(Code.OK, ""), ins.parameters, 10, {})
+
     def get_parameters(self, *a, **k):  # type: ignore[no-untyped-def]
         raise NotImplementedError
 
-    fit = evaluate = reconnect = get_parameters
+    evaluate = reconnect = get_parameters
 
 
 def manager(rounds: int, proxies: list[Proxy], **kw: object) -> CarbonAwareClientManager:
@@ -63,8 +79,17 @@ def configure_fit(
     min_num_clients: int | None = None,
     criterion: Criterion | None = None,
 ) -> list[ClientProxy]:
-    """Samples the way a legacy strategy's configure_fit does: a training round."""
-    return cm.sample(num_clients, min_num_clients, criterion)
+    """Samples the way a legacy strategy's configure_fit does (a training round), then
+    has every sampled client fit, as the legacy server does."""
+    sampled = cm.sample(num_clients, min_num_clients, criterion)
+    fit(sampled)
+    return sampled
+
+
+def fit(proxies: list[ClientProxy]) -> None:
+    for proxy in proxies:
+        with contextlib.suppress(RuntimeError):  # the server counts it among the failures
+            proxy.fit(FitIns(ndarrays_to_parameters([]), {}), None, None)
 
 
 def test_only_training_samples_are_engine_rounds() -> None:
@@ -78,7 +103,9 @@ def test_only_training_samples_are_engine_rounds() -> None:
     params = ndarrays_to_parameters([])
     assert len(cm.sample(1)) == 1  # the server's request for initial parameters
     for server_round in (1, 2, 3):
-        assert len(strategy.configure_fit(server_round, params, cm)) == 2
+        instructions = strategy.configure_fit(server_round, params, cm)
+        assert len(instructions) == 2
+        fit([proxy for proxy, _ in instructions])
         assert len(strategy.configure_evaluate(server_round, params, cm)) == 2
     cm.close_round()
     assert cm.engine.rounds_done == 3 and len(cm.decisions) == 3
@@ -166,3 +193,17 @@ def test_clients_without_any_zone_are_sampled_as_flower_would() -> None:
     cm = manager(2, [Proxy(f"c{i}", None) for i in range(4)])
     assert len(configure_fit(cm, 2)) == 2
     assert cm.decisions == []
+
+
+def test_a_client_whose_fit_fails_is_not_booked_and_keeps_its_share() -> None:
+    proxies = [Proxy(f"c{i}", ZONES[i % 4], fit_fails=i == 1) for i in range(4)]
+    cm = manager(4, proxies)
+    for _ in range(4):
+        configure_fit(cm, 2)
+    cm.close_round()
+    booked = [{c.client_id for c in r.clients} for r in cm.engine.records()]
+    rounds_of_c1 = [d.round for d in cm.decisions if "c1" in d.selected]
+    assert rounds_of_c1, "the failing client was sampled"
+    for record, decision in zip(booked, cm.decisions, strict=True):
+        assert record == set(decision.selected) - {"c1"}
+    assert cm.engine.participation["c1"] == 0
