@@ -38,7 +38,7 @@ from _docs import DOC, write_section
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from lowcarb import Scenario
-from lowcarb.simulation import summarize_sweep, sweep
+from lowcarb.simulation import read_results, summarize_sweep, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = (
@@ -215,6 +215,7 @@ def main() -> int:
                 replace(base, start=s, forecast=forecast, policies=("random", "lowcarb", "oracle"))
                 for s in sweep_starts
             ]
+    reused = len(read_results(args.results)) if args.results is not None else 0
     tick = time.perf_counter()
     results = run_jobs(jobs, args)
     seconds = time.perf_counter() - tick
@@ -261,7 +262,13 @@ def main() -> int:
             else f", {len(sweep_starts)} windows for the other tables "
             f"(every {args.sweep_every_days} days)"
         )
-        + f"; {args.workers} workers ({executor}), {seconds / 60:.1f} min"
+        + f"; {args.workers} worker{'s' * (args.workers != 1)} ({executor}), "
+        + (
+            f"{seconds / 60:.1f} min"
+            if not reused
+            else f"{seconds / 60:.1f} min for the rows not already in the results file "
+            f"({reused} were)"
+        )
     )
     lo = s1["lowcarb"]
     versus = lo["accuracy_vs_random"]
