@@ -80,9 +80,10 @@ def serve(
             min=0.1,
             max=3600,
             metavar="S",
-            help="Seconds a provider call may take before the next provider answers.",
+            help="Seconds a provider call may take before the next provider answers "
+            "(keep it under DISCO v2's 10 s reply deadline).",
         ),
-    ] = 10.0,
+    ] = 5.0,
     provider: ProviderOpt = None,
     option: OptionOpt = None,
 ) -> None:
