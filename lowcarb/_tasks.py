@@ -110,6 +110,20 @@ def _positive(name: str, value: object) -> int:
     return value
 
 
+def _default_max_open() -> int:
+    """64 open ledgers, or fewer under a small file-descriptor limit (``ulimit -n``)."""
+    try:
+        import resource
+    except ImportError:  # not POSIX
+        return 64
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 64
+    # Ledgers may take a sixth of the descriptors beyond a reserve of 64 (three each): the
+    # rest is for connections, providers and the interpreter.
+    return max(4, min(64, (soft - 64) // 6))
+
+
 def check_task_id(task_id: object) -> str:
     """Return ``task_id`` if it can name a task (and its files), else raise.
 
@@ -142,8 +156,9 @@ class TaskEngines:
         max_tasks: Most tasks the registry holds (those on disk count); a new task past
             it raises :class:`TaskLimitError`.
         max_open: Most task ledgers open at once (with a state directory): the least
-            recently used idle one is closed to open another (each open ledger holds
-            three file descriptors).
+            recently used idle one is closed to open another. Each open ledger holds
+            three file descriptors; None takes 64, or fewer when the process's
+            descriptor limit is small (a sixth of what it leaves beyond 64).
         provider_timeout_s: Seconds each provider call may take before the chain's next
             member answers instead (see :class:`~lowcarb._deadline.DeadlineProvider`);
             None waits as long as the providers do.
@@ -171,12 +186,12 @@ class TaskEngines:
         settings: Settings | None = None,
         spec_for: SpecFactory | None = None,
         max_tasks: int = 10_000,
-        max_open: int = 64,
+        max_open: int | None = None,
         provider_timeout_s: float | None = None,
         **engine_options: Any,
     ) -> None:
         self.max_tasks = _positive("max_tasks", max_tasks)
-        self.max_open = _positive("max_open", max_open)
+        self.max_open = _positive("max_open", _default_max_open() if max_open is None else max_open)
         if provider_timeout_s is not None:
             DeadlineProvider.check_timeout(provider_timeout_s)
         self.provider_timeout_s = provider_timeout_s

@@ -550,3 +550,47 @@ def test_a_second_server_on_the_same_state_folder_refuses_to_start(tmp_path: Pat
     finally:
         first.terminate()
         first.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_many_more_tasks_than_file_descriptors_under_lowcarb_serve(tmp_path: Path) -> None:
+    """250 tasks (three descriptors per open ledger) on a server limited to 192."""
+    import os
+    import re
+    import resource
+    import subprocess
+    import sys
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (192, 192))
+
+    env = {**os.environ, "LOWCARB_NOW": "2025-03-03T09:00Z"}
+    command = [sys.executable, "-m", "lowcarb", "serve", "--port", "0", "--state-dir"]
+    command += [str(tmp_path / "state"), "--max-connections", "20"]
+    log = tmp_path / "serve.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(
+            command, stdout=sink, stderr=subprocess.STDOUT, env=env, preexec_fn=limit
+        )
+    try:
+        port = None
+        for _ in range(600):  # at most 60 s
+            found = re.search(r"running on http://127\.0\.0\.1:(\d+)", log.read_text())
+            if found or server.poll() is not None:
+                port = found and int(found.group(1))
+                break
+            time.sleep(0.1)
+        assert port, log.read_text()
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as http:
+            for i in range(250):
+                answer = http.post("/v1/select", json=_select(task=f"task-{i}"))
+                assert answer.status_code == 200, (i, answer.text)
+            health = http.get("/v1/health")
+            assert health.status_code == 200 and health.json()["tasks"] == 250
+            for i in (0, 100, 249):  # early tasks reopen from their ledgers
+                assert http.get(f"/v1/tasks/task-{i}").json()["rounds_done"] == 1
+                done = http.post("/v1/complete", json={"task": f"task-{i}", "round": 1})
+                assert done.status_code == 200, done.text
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
