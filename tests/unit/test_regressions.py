@@ -18,8 +18,8 @@ from lowcarb import (
     load_settings,
     resolve_zone,
 )
-from lowcarb.cli import main
 from lowcarb.backends import DefaultProvider, FileProvider
+from lowcarb.cli import main
 
 H = timedelta(hours=1)
 T0 = datetime(2024, 6, 1, 12, 30, tzinfo=UTC)
