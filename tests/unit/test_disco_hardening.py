@@ -139,6 +139,7 @@ def test_metadata_is_not_echoed(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
+@pytest.mark.slow
 def test_members_that_never_train_stop_holding_the_rounds(tmp_path: Path) -> None:
     limits = BridgeLimits(hello_timeout=5.0, round_timeout=0.5)
 

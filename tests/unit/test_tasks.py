@@ -254,12 +254,12 @@ def test_a_file_as_state_dir_is_refused(tmp_path) -> None:
 
 def test_idle_ledgers_are_closed_to_keep_at_most_max_open(tmp_path) -> None:
     clock = ManualClock(START)
-    tasks = [f"t{i}" for i in range(10)]
-    with _engines(tmp_path, clock, max_open=3) as engines:
+    tasks = [f"t{i}" for i in range(6)]
+    with _engines(tmp_path, clock, max_open=2) as engines:
         for _ in range(2):
             for task in tasks:
                 engines.select(task, CLIENTS, 2)
-                assert len(engines._engines) <= 3
+                assert len(engines._engines) <= 2
             clock.advance(HOUR)
         # A reopened task continues where it stopped, its earlier rounds still completable.
         for task in tasks:
