@@ -53,6 +53,7 @@ from lowcarb.exceptions import InvalidInputError, NoDataError
 __all__ = ["DefaultProvider"]
 
 HOUR = timedelta(hours=1)
+_HOUR_NS = 3_600_000_000_000
 _NOTE = "synthetic data generated from Electricity Maps statistics (ODbL), not measurements"
 
 
@@ -231,16 +232,23 @@ class DefaultProvider(CarbonProvider):
         )
 
     def _values(self, zone: str, index: pd.DatetimeIndex) -> np.ndarray:
-        return self._gather(zone, index, "values")
+        return self._gather(zone, index, "values")[0]
 
-    def _gather(self, zone: str, index: pd.DatetimeIndex, field: str) -> np.ndarray:
-        out = np.empty(len(index))
-        years = index.year
+    def _gather(self, zone: str, index: pd.DatetimeIndex, *fields: str) -> list[np.ndarray]:
+        """The generated years' ``fields`` at each hour of ``index`` (one array per field).
+
+        Positions are computed once, in integer hours: every decision of a training reads
+        this, so pandas arithmetic per field and year cost more than the values themselves.
+        """
+        out = [np.empty(len(index)) for _ in fields]
+        hours = index.as_unit("ns").asi8 // _HOUR_NS
+        years = index.year.to_numpy()
         for year in np.unique(years):
             block = _generate_year(zone, self.basis, int(year), self.seed)
             mask = years == year
-            pos = ((index[mask] - block.start) // pd.Timedelta(HOUR)).to_numpy()
-            out[mask] = getattr(block, field)[pos]
+            pos = hours[mask] - block.start.value // _HOUR_NS
+            for column, field in zip(out, fields, strict=True):
+                column[mask] = getattr(block, field)[pos]
         return out
 
     # -- provider interface -------------------------------------------------------------
@@ -272,11 +280,8 @@ class DefaultProvider(CarbonProvider):
         origin_index = pd.DatetimeIndex([pd.Timestamp(origin)])
         for zone in zones:
             stats = _profiles()["zones"][zone][self.basis]
-            truth = self._values(zone, index)
-            mu = self._gather(zone, index, "mu")
-            sd = self._gather(zone, index, "sd")
-            slow0 = self._gather(zone, origin_index, "slow")[0]
-            fast0 = self._gather(zone, origin_index, "fast")[0]
+            truth, mu, sd = self._gather(zone, index, "values", "mu", "sd")
+            slow0, fast0 = (v[0] for v in self._gather(zone, origin_index, "slow", "fast"))
             s = stats["day_persistence"] ** (1 / 24)
             r = stats["hour_persistence"]
             a = np.sqrt(stats["daily_share"])
