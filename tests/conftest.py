@@ -22,8 +22,13 @@ def pytest_cmdline_main(config: pytest.Config) -> None:
     The integration, interop and slow stages start servers, subprocesses and Ray: run
     side by side they would compete for the two cores they each expect.
     """
-    if config.option.markexpr != DEFAULT_STAGE and getattr(config.option, "numprocesses", None):
-        config.option.numprocesses = None
+    if config.option.markexpr != DEFAULT_STAGE:
+        if getattr(config.option, "numprocesses", None):
+            config.option.numprocesses = None
+    elif getattr(config.option, "timeout", None) is None:
+        # Nothing in the default run takes minutes: a hang fails fast there (the other
+        # stages keep pyproject's longer bound, fixtures that build DISCO included).
+        config.option.timeout = 180
 
 
 def _shared_data_dir() -> Path:
