@@ -154,7 +154,8 @@ class ProfileForecaster(Forecaster):
       with ``h`` the steps since that observation and ``rho`` the lag-1 autocorrelation
       of the 14 days of anomalies ``z - P`` (at most ``max_decay_per_hour`` per hour);
     * forecast ``expm1(P + a * rho**h + weekly_weight * W * (1 - rho**h))``: near the
-      issue time the anomaly dominates, far ahead the weekly-adjusted profile.
+      issue time the anomaly dominates, far ahead the weekly-adjusted profile; kept within
+      the lowest and highest value of the window.
 
     Targets whose time of day was never observed take the zone's last observed value.
 
@@ -223,7 +224,16 @@ class ProfileForecaster(Forecaster):
         forecast = np.where(
             np.isnan(profile), np.log1p(np.clip(grid.last_value, 0, None)), forecast
         )
-        return grid.frame(np.clip(np.expm1(forecast), 0, None), targets)
+        # Within the range the window observed: a large anomaly over a low profile (a
+        # step-like marginal signal jumping from 0 to 1,000 g) would otherwise compound in
+        # log space to values no grid reaches.
+        observed = ~np.isnan(grid.values)
+        low = np.where(observed, grid.values, np.inf).min(axis=0)
+        high = np.where(observed, grid.values, -np.inf).max(axis=0)
+        # A zone seen only before the window: its last value bounds it both ways.
+        low = np.where(np.isfinite(low), low, grid.last_value)
+        high = np.where(np.isfinite(high), high, grid.last_value)
+        return grid.frame(np.clip(np.expm1(forecast), np.maximum(low, 0), high), targets)
 
     def __repr__(self) -> str:
         return (

@@ -304,3 +304,18 @@ def test_best_beats_persistence_on_real_data(shared_data: Path):
     assert len(errors["persistence"]) >= 20
     best, persistence = np.mean(errors[BEST_FORECASTER_NAME]), np.mean(errors["persistence"])
     assert best < 0.9 * persistence, (best, persistence)
+
+
+def test_profile_forecast_stays_within_the_observed_range() -> None:
+    # A step-like signal (a marginal plant: 0 g, or a coal plant at 1,000 g, for hours to
+    # days): in log space a fresh jump over a low profile would compound to 2,352 g here.
+    rng = np.random.default_rng(13)
+    index = pd.date_range("2024-01-01", periods=24 * 14, freq="h", tz="UTC")
+    steps: list[float] = []
+    while len(steps) < len(index):
+        steps += [float(rng.choice([0.0, 1000.0]))] * int(rng.integers(6, 48))
+    history = pd.DataFrame({"FR": steps[: len(index)]}, index=index)
+    issued = (index[-1] + pd.Timedelta(hours=1)).to_pydatetime()
+    targets = pd.date_range(issued, periods=96, freq="h")
+    forecast = ProfileForecaster().predict(history, issued, targets)["FR"]
+    assert forecast.max() <= 1000.0 and forecast.min() >= 0.0
