@@ -7,8 +7,11 @@ Routes (both generations)::
     GET  /tasks/{id}/model.json    the current global model, in the generation's encoding
     POST /tasks                    405: tasks come from the --tasks folder only
     GET  /lowcarb/status           rounds, connected and held clients per task (JSON)
+    GET  /lowcarb/tasks/{id}       a task's carbon and fairness account (JSON)
     GET  /lowcarb/tasks/{id}/rounds  every aggregate: selected, contributors, excluded
     WS   /feai/{id}/{clientID}     (v2)  or  /federated/{id}  (develop)
+
+Every error is JSON (``{"error": ...}``), unknown routes and tasks included.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route, WebSocketRoute
@@ -50,6 +54,9 @@ __all__ = ["GENERATIONS", "BridgeLimits", "create_app"]
 
 log = logging.getLogger("lowcarb.disco")
 
+#: Seconds a DISCO v2 client waits for each reply before its training aborts.
+_V2_REPLY_DEADLINE_S = 10.0
+
 #: Protocol generations by their ``--protocol`` name.
 GENERATIONS: dict[str, type[Generation]] = {"v2": V2, "develop": Develop}
 
@@ -70,6 +77,10 @@ class BridgeLimits:
         write_stall_s: Seconds a connection's send buffer may stay full (its client
             reading nothing) before the connection is dropped.
         decoders: Worker threads that decode large frames at once (over all clients).
+        pace_s: Seconds a v2 client's statistics request, sent right after its update,
+            may wait for the round to close (DISCO v2 clients give up after 10 s); and
+            seconds a round whose selected updates are in waits for the updates of the
+            v2 clients it left out (they train anyway; see :class:`TaskRoom`).
     """
 
     max_frame_bytes: int = 16 * 2**20
@@ -79,6 +90,7 @@ class BridgeLimits:
     max_queued_bytes: int = 48 * 2**20
     write_stall_s: float = 30.0
     decoders: int = 2
+    pace_s: float = 6.0
 
     def __post_init__(self) -> None:
         for name in (
@@ -89,10 +101,56 @@ class BridgeLimits:
             "max_queued_bytes",
             "write_stall_s",
             "decoders",
+            "pace_s",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 raise InvalidInputError(f"{name} must be a positive number, got {value!r}")
+        if self.pace_s >= _V2_REPLY_DEADLINE_S:
+            raise InvalidInputError(
+                f"pace_s must stay under DISCO v2's {_V2_REPLY_DEADLINE_S:g} s reply deadline, "
+                f"got {self.pace_s!r}"
+            )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's errors (unknown route, wrong method) as JSON, like every other answer."""
+    assert isinstance(exc, HTTPException)
+    message = {404: "no such route", 405: "method not allowed"}.get(exc.status_code, exc.detail)
+    return JSONResponse({"error": message}, status_code=exc.status_code, headers=exc.headers)
+
+
+def task_account(room: TaskRoom, state: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's carbon and fairness account, from its ledger, with the run's state.
+
+    The fields of ``lowcarb serve``'s ``GET /v1/tasks/{task}``, and from ``state`` (the
+    room's :meth:`~TaskRoom.status`): ``round`` (DISCO's), ``rounds`` (the run's cap),
+    ``finished``, ``connected``, ``paused`` and ``after_end_updates`` (updates sent
+    after the last round, in no aggregate).
+    """
+    task_id = room.task.id
+    with room.engines.session(task_id) as engine:
+        summary = engine.summary()
+        rounds_done, participation = engine.rounds_done, engine.participation
+    return {
+        "task": task_id,
+        "rounds_done": rounds_done,
+        "participation": participation,
+        "energy_kwh": summary.energy_kwh,
+        "emissions_g": summary.emissions_g,
+        "excluded_energy_kwh": summary.excluded_energy_kwh,
+        "excluded_emissions_g": summary.excluded_emissions_g,
+        "random_g": summary.random_g,
+        "saving_vs_random": summary.saving_vs_random,
+        "fairness": summary.participation,
+        "fallbacks": summary.fallbacks,
+        "round": state["round"],
+        "rounds": state["rounds"],
+        "finished": state["finished"],
+        "connected": state["connected"],
+        "paused": state["paused"],
+        "after_end_updates": state["after_end_updates"],
+    }
 
 
 def _identity(websocket: WebSocket) -> Identity:
@@ -133,6 +191,8 @@ def create_app(
         )
     generation = GENERATIONS[protocol]()
     limits = limits or BridgeLimits()
+    if isinstance(generation, V2):
+        generation.pace_s = limits.pace_s
     for task in tasks.values():
         if task.generation != protocol:
             raise InvalidInputError(f"task {task.id!r} is a {task.generation} task, not {protocol}")
@@ -141,6 +201,7 @@ def create_app(
             task,
             engines,
             round_timeout=limits.round_timeout,
+            laggard_s=limits.pace_s,
             state_dir=state_dir,
             zone_map=zone_map,
         )
@@ -192,6 +253,14 @@ def create_app(
             return JSONResponse({"error": "unknown task"}, status_code=404)
         return JSONResponse([a.to_dict() for a in room.history])
 
+    async def account(request: Request) -> Response:
+        room = rooms.get(request.path_params["task_id"])
+        if room is None:
+            return JSONResponse({"error": "unknown task"}, status_code=404)
+        state = room.status()  # on the event loop, which alone changes the room
+        # The ledger is read under the task's lock, off the event loop.
+        return JSONResponse(await anyio.to_thread.run_sync(task_account, room, state))
+
     async def federated(websocket: WebSocket) -> None:
         nonlocal open_connections
         await websocket.accept()
@@ -242,14 +311,16 @@ def create_app(
         routes=[
             Route("/tasks", list_tasks, methods=["GET"]),
             Route("/tasks", upload_task, methods=["POST"]),
-            Route("/tasks/{task_id}/{file}", model),
-            Route("/lowcarb/status", status),
-            Route("/lowcarb/tasks/{task_id}/rounds", rounds),
+            Route("/tasks/{task_id}/{file}", model, methods=["GET"]),
+            Route("/lowcarb/status", status, methods=["GET"]),
+            Route("/lowcarb/tasks/{task_id}", account, methods=["GET"]),
+            Route("/lowcarb/tasks/{task_id}/rounds", rounds, methods=["GET"]),
             WebSocketRoute(generation.ws_path, federated),
             # The live dashboard at /: open, like the rest of the bridge.
             *dashboard_routes(engines),
         ],
         lifespan=lifespan,
+        exception_handlers={HTTPException: _http_error},
     )
     app.state.rooms = rooms
     app.state.generation = generation

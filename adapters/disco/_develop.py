@@ -7,10 +7,13 @@ model is served as raw msgpack ``[0, ModelArtifacts]`` with ``weightData`` as ex
 0x1A.
 
 The client waits for the server: after each local round it sends ``SendPayload`` and
-waits, without a deadline, for ``ReceiveServerPayload``. Before sending it first waits
-for ``EnoughParticipants`` if the server has sent ``WaitingForMoreParticipants``. The
-bridge uses that pair to hold deferred clients until the engine selects them; a client
-held mid-round sends one more (left out) update first, answered with the current model.
+waits, without a deadline, for ``ReceiveServerPayload``; it trains its next local round
+only once answered. The bridge answers a client only when a round selects it (see
+:class:`~lowcarb.adapters.disco._room.TaskRoom`); until then it is told to wait
+(``WaitingForMoreParticipants``: the client reports "not enough participants") and, when
+selected, released (``EnoughParticipants``) and answered with the current model. The
+welcome never asks a client to wait: DISCO's client trains its first local round on
+connecting whatever the welcome says, and is held once it has sent it.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from lowcarb.adapters.disco._protocol import (
     new_id,
     off_loop,
 )
-from lowcarb.adapters.disco._room import Member, Outcome
+from lowcarb.adapters.disco._room import Member
 from lowcarb.adapters.disco._wire import decode_message, decode_weight_blob
 
 if TYPE_CHECKING:
@@ -116,7 +119,7 @@ class Develop(Generation):
     async def session(
         self, link: Link, room: TaskRoom, identity: Identity, path_id: str | None
     ) -> None:
-        """Welcome the client, then judge each payload; the room pauses and answers it."""
+        """Welcome the client, then hand each payload to the room, which answers or holds it."""
         first = await link.hello()
         if first is None:
             return
@@ -129,14 +132,14 @@ class Develop(Generation):
             peer=_Pushing(self, link, room),
             can_pause=True,
         )
-        paused = await room.join(member)
+        await room.join(member)
         try:
-            # Sent before any pause or resume can be queued (no await since join).
+            # Sent before any pause or answer can be queued (no await since join).
             link.send(
                 {
                     "type": NEW_FEDERATED_NODE_INFO,
                     "id": member.id,
-                    "waitForMoreParticipants": paused,
+                    "waitForMoreParticipants": False,
                     "payload": self.encode_weights(room.weights),
                     "round": room.round,
                     "nbOfParticipants": max(1, len(room.members)),
@@ -149,11 +152,8 @@ class Develop(Generation):
                 weights = await off_loop(
                     link.decoders, len(payload), self.decode_weights, payload, room.shapes
                 )
-                outcome = await room.submit(member.id, message["round"], weights)
-                if outcome in (Outcome.STALE, Outcome.EXCLUDED):
-                    # Not part of an aggregate: answer at once with the current model and
-                    # round, so the client catches up instead of waiting forever.
-                    link.send(self.reply(room, room.round, room.participants))
+                # The room answers (now, or once a round selects the client) or holds it.
+                await room.submit(member.id, message["round"], weights)
         finally:
             await room.leave(member.id)
 

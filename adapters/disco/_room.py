@@ -1,16 +1,35 @@
 """One task's federated rounds: who takes part, what is averaged, what is recorded.
 
 The room is the part every protocol generation shares. Each round it asks the task's
-:class:`~lowcarb.SelectionEngine` (through :class:`~lowcarb._tasks.TaskEngines`) which of
-the connected clients train, accepts updates only from those, averages them (federated
+:class:`~lowcarb.SelectionEngine` (through :class:`~lowcarb.TaskEngines`) which of the
+connected clients train, accepts updates only from those, averages them (federated
 averaging with equal weights, as DISCO's server does) once every selected client still
 connected has sent one, and records the round in the ledger: the aggregate itself (in
 the round's details) and the energy that clients left out spent anyway, which the core
 prices. Updates from clients that were not selected never enter an aggregate. Only the
 global model is kept beside the ledger (``<task>.model.npz``).
 
-Held clients (generations that can pause) follow a strict pause/resume discipline: a
-client is paused at most once before it is resumed.
+What a run does:
+
+- It ends after the task's ``rounds`` aggregates (when given): later updates enter no
+  aggregate; they are answered with the final model and counted in the last round's
+  ``after_end_updates``, since DISCO clients train as many local rounds as their task
+  says whatever the server does.
+- Candidates are handed to the engine in the order of their ids, so that a run's
+  selections do not depend on which client connected first.
+- A selected client that sends nothing is taken out of its round (it keeps its fair
+  share), so that every client that stays is selected its fair share.
+
+Clients that can be held (the ``develop`` generation) are held *between* their local
+rounds: a client that sent an update waits for the server's answer, and a client the
+round does not select gets no answer but a pause (``WaitingForMoreParticipants``), and
+only when a decision selects it a resume and the current model. So a deferred client
+never trains while held. The first local round of a client that was not selected (it
+trains on connecting, before any decision can include it) is the only update it can
+spend in vain. A client is paused at most once before it is resumed.
+
+Clients that cannot be held (``v2``) always train; the room lets their generation pace
+them (:meth:`TaskRoom.wait_past`) so that each sends one update per round.
 
 A selected client that sends nothing before the round times out is *idle*: the round
 closes without it, and it is no candidate (nor counted for the quorum) until it sends an
@@ -20,6 +39,7 @@ update, so that clients that connect and never train cannot hold training back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -46,6 +66,8 @@ log = logging.getLogger("lowcarb.disco")
 _RETRY_DECISION_S = 5.0
 #: Where a round's aggregate is kept in the ledger's round details.
 _DETAILS_KEY = "disco"
+#: Where the last round's details name the clients that sent updates after the end.
+_AFTER_END_KEY = "disco_after_end"
 
 
 class Outcome(Enum):
@@ -55,6 +77,7 @@ class Outcome(Enum):
     EXCLUDED = "excluded"  # the client was not selected this round
     STALE = "stale"  # for a round already closed
     PENDING = "pending"  # no round is decided yet; judged when one is
+    LATE = "late"  # the run has ended (its rounds are done)
 
 
 @dataclass(eq=False)
@@ -66,11 +89,12 @@ class Member:
         zone: Its grid zone (as declared or defaulted).
         peer: Callbacks to reach it.
         can_pause: Whether it can be held.
-        paused: Whether it is held now.
-        announced: Whether it has been told its initial state (before that, pause state
-            changes are silent: the welcome message carries them).
+        paused: Whether it is held now (told to wait, not yet released).
+        waiting: Whether it sent an update and waits for the server's answer (clients
+            that can be held only: the others pull).
         idle: Whether it let a round it was selected for time out without an update
             (cleared by its next update).
+        updates: Updates it has sent (one per local round).
     """
 
     id: str
@@ -78,8 +102,9 @@ class Member:
     peer: Peer
     can_pause: bool
     paused: bool = False
-    announced: bool = False
+    waiting: bool = False
     idle: bool = False
+    updates: int = 0
 
 
 @dataclass(frozen=True)
@@ -143,6 +168,8 @@ class _Open:
     excluded: Counter[str] = field(default_factory=Counter)
     stale: int = 0
     timer: asyncio.Task[None] | None = None
+    # The bounded wait for left-out clients' updates, once the selected ones are in.
+    laggard_timer: asyncio.Task[None] | None = None
 
 
 class TaskRoom:
@@ -153,9 +180,12 @@ class TaskRoom:
         engines: The per-task engines (the task's ledger lives there).
         round_timeout: Seconds a round waits for its selected clients before it is closed
             with the updates it has.
-        log_dir: Where ``<task>.rounds.jsonl`` (one line per aggregate) is appended and
-            ``<task>.model.npz`` (the global model and its round) is kept; a restarted
-            bridge resumes both from there.
+        laggard_s: Once the selected clients' updates are in, seconds the round waits for
+            the update of each left-out client that cannot be held (it trains anyway):
+            its energy is then booked in the round it was spent for, whichever client
+            was quicker. A client that sends nothing in that time is idle.
+        state_dir: Where ``<task>.model.npz`` (the global model and its round) is kept;
+            a restarted bridge resumes it, and the aggregates from the ledger.
         zone_map: Client name or id -> zone, for every task (a mapping file).
     """
 
@@ -165,10 +195,12 @@ class TaskRoom:
         engines: TaskEngines,
         *,
         round_timeout: float = 300.0,
+        laggard_s: float = 6.0,
         state_dir: Path | None = None,
         zone_map: Mapping[str, str] | None = None,
     ) -> None:
         self.task = task
+        self.laggard_s = laggard_s
         self.zone_map = dict(zone_map or {})
         self.engines = engines
         # Held here: reaching it through the engine would wait for a decision in progress.
@@ -181,6 +213,13 @@ class TaskRoom:
         self.history: list[Aggregate] = []
         self._open: _Open | None = None
         self._pending: dict[str, list[np.ndarray]] = {}
+        # Updates for an old round sent while no round was open, by client: energy spent
+        # outside any selection, booked with the next round.
+        self._unplaced: Counter[str] = Counter()
+        # Updates sent after the run's last round, by client (see after_end).
+        self._after_end: Counter[str] = Counter()
+        self._after_end_booked: dict[str, int] = {}
+        self._advanced = asyncio.Event()
         self._lock = asyncio.Lock()
         self._retry: asyncio.Task[None] | None = None
         self._model = None if state_dir is None else state_dir / f"{task.id}.model.npz"
@@ -213,6 +252,11 @@ class TaskRoom:
             aggregate = Aggregate.from_dict(entry)
             if aggregate.round <= round_:
                 self.history.append(aggregate)
+            after = record.details.get(_AFTER_END_KEY)
+            if isinstance(after, dict):
+                counts = {str(k): int(v) for k, v in after.items()}
+                self._after_end = Counter(counts)
+                self._after_end_booked = counts
         log.info("task %s: resumed at round %d", self.task.id, self.round)
 
     def _save(self) -> None:
@@ -234,6 +278,17 @@ class TaskRoom:
     def selected(self) -> frozenset[str]:
         """Clients selected for the round in progress (empty between rounds)."""
         return self._open.selected if self._open else frozenset()
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run's rounds are done (the task's ``rounds`` aggregates)."""
+        cap = self.task.settings.rounds
+        return cap is not None and self.round >= cap
+
+    @property
+    def after_end(self) -> dict[str, int]:
+        """Updates sent after the run's last round, by client (in no aggregate)."""
+        return dict(sorted(self._after_end.items()))
 
     def artifacts(self) -> Any:
         """The task's model artifacts carrying the current global weights."""
@@ -257,14 +312,17 @@ class TaskRoom:
         return max(1, len(self.history[-1].contributors)) if self.history else 1
 
     def status(self) -> dict[str, Any]:
-        """A JSON summary for ``GET /lowcarb/status``."""
+        """A JSON summary of the room, for the bridge's status and account routes."""
         return {
             "round": self.round,
+            "rounds": self.task.settings.rounds,
+            "finished": self.finished,
             "connected": len(self.members),
             "paused": sorted(m.id for m in self.members.values() if m.paused),
             "idle": sorted(m.id for m in self.members.values() if m.idle),
             "selected": sorted(self.selected),
             "engine_round": self._open.decision.round if self._open else None,
+            "after_end_updates": sum(self._after_end.values()),
             "statistics": self.statistics(),
         }
 
@@ -300,10 +358,27 @@ class TaskRoom:
         """
         return await anyio.to_thread.run_sync(self.zone_for, identity, protocol_id)
 
+    async def wait_past(self, round: int, timeout: float) -> bool:
+        """Wait until the server is past ``round`` (or the run is over), ``timeout`` s at most.
+
+        A generation that cannot hold its clients answers them after this, so that each
+        client trains once per round instead of racing ahead (and running out of local
+        rounds before its turns come). Returns whether the server got past ``round``.
+        """
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        while self.round <= round and not self.finished:
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._advanced.wait(), left)
+        return True
+
     # -- membership ---------------------------------------------------------------------------
 
-    async def join(self, member: Member) -> bool:
-        """Add a client; returns whether it starts held (pausable clients only).
+    async def join(self, member: Member) -> None:
+        """Add a client (it trains its first local round at once: no decision can hold it).
 
         Raises:
             ProtocolViolation: If a client with the same id is connected.
@@ -311,15 +386,10 @@ class TaskRoom:
         async with self._lock:
             if member.id in self.members:
                 raise ProtocolViolation(f"client {member.id!r} is already connected")
-            # A client joining mid-round was not a candidate: hold it until a decision
-            # includes it (a client that cannot be held trains, and is left out).
-            member.paused = member.can_pause
             self.members[member.id] = member
             log.info("task %s: %s joined (zone %s)", self.task.id, member.id, member.zone)
             if self._open is None:
                 await self._decide()
-            member.announced = True
-            return member.paused
 
     async def leave(self, member_id: str) -> None:
         """Remove a client (its buffered update stays in the round; nothing else does)."""
@@ -332,6 +402,8 @@ class TaskRoom:
                 await self._close_if_done()
             else:
                 await self._decide()
+            if not self.members:
+                await self._book_after_end()
 
     def _set_paused(self, member: Member, paused: bool) -> None:
         # The one place pause state changes: a second pause before a resume (or a resume
@@ -339,11 +411,38 @@ class TaskRoom:
         if not member.can_pause or member.paused == paused:
             return
         member.paused = paused
-        if member.announced:
-            if paused:
-                member.peer.on_pause()
-            else:
-                member.peer.on_resume()
+        if paused:
+            member.peer.on_pause()
+        else:
+            member.peer.on_resume()
+
+    def _place(self, member: Member) -> None:
+        """Answer a client that waits for the server, or hold it (clients that can be held).
+
+        A waiting client is answered (the current model, after a resume) when the round in
+        progress selects it and holds no update of it, or when the run is over; it waits
+        on, held, otherwise. Its update in the round in progress is answered when the
+        round closes.
+
+        A client is resumed only together with an answer: DISCO's client forgets a pause
+        only at the end of its next local round, and a second pause before that makes it
+        throw, so a resumed client must train a round before it can be held again.
+        """
+        if not member.waiting:
+            return
+        opened = self._open
+        if self.finished or (
+            opened is not None and member.id in opened.selected and member.id not in opened.buffer
+        ):
+            self._set_paused(member, False)
+            member.waiting = False
+            member.peer.on_reply(self.round, self.participants)
+        elif opened is None or member.id not in opened.selected:
+            self._set_paused(member, True)
+
+    def _place_all(self) -> None:
+        for member in self.members.values():
+            self._place(member)
 
     # -- updates ------------------------------------------------------------------------------
 
@@ -359,50 +458,75 @@ class TaskRoom:
             member = self.members.get(member_id)
             if member is None:
                 return Outcome.STALE
-            revived, member.idle = member.idle, False
             if round > self.round:
                 raise ProtocolViolation(
                     f"update for round {round}, but the server is at round {self.round}"
                 )
-            if round < self.round:
-                if self._open is not None:
-                    self._open.stale += 1
-                    if member_id not in self._open.selected:
-                        # Trained while left out (a v2 client cannot be held): its energy
-                        # was spent outside the selection, like any excluded update.
-                        self._open.excluded[member_id] += 1
-                return Outcome.STALE
-            if self._open is None:
+            revived, member.idle = member.idle, False
+            member.updates += 1
+            member.waiting = member.can_pause
+            opened = self._open
+            if self.finished:
+                self._after_end[member_id] += 1
+                outcome = Outcome.LATE
+            elif round < self.round:
+                if opened is None:
+                    self._unplaced[member_id] += 1
+                else:
+                    opened.stale += 1
+                    if member_id not in opened.selected:
+                        # Trained while left out: its energy was spent outside the
+                        # selection, like any excluded update.
+                        opened.excluded[member_id] += 1
+                outcome = Outcome.STALE
+            elif opened is None:
                 self._pending[member_id] = weights
-                if revived:
-                    await self._decide()  # a candidate again: perhaps a round can start
-                return Outcome.PENDING
-            if member_id not in self._open.selected:
-                self._open.excluded[member_id] += 1
-                return Outcome.EXCLUDED
-            # One update per client and round: a newer one replaces the older (as DISCO's
-            # buffer does).
-            self._open.buffer[member_id] = weights
-            await self._close_if_done()
-            return Outcome.ACCEPTED
+                outcome = Outcome.PENDING
+            elif member_id not in opened.selected:
+                opened.excluded[member_id] += 1
+                outcome = Outcome.EXCLUDED
+                self._place(member)
+                await self._close_if_done()  # perhaps the last left-out update awaited
+                return outcome
+            else:
+                # One update per client and round: a newer one replaces the older (as
+                # DISCO's buffer does).
+                opened.buffer[member_id] = weights
+                outcome = Outcome.ACCEPTED
+            self._place(member)
+            if outcome is Outcome.ACCEPTED:
+                await self._close_if_done()
+            elif revived and self._open is None:
+                await self._decide()  # a candidate again: perhaps a round can start
+            return outcome
 
     # -- rounds -------------------------------------------------------------------------------
 
     async def _decide(self) -> None:
-        """Open a round if none is open and enough clients are connected (lock held)."""
-        if self._open is not None or (self._retry is not None and not self._retry.done()):
+        """Open a round if none is open and enough clients are connected (lock held).
+
+        Whatever it decides, every client waiting for the server is then answered or held.
+        """
+        try:
+            await self._open_round()
+        finally:
+            self._place_all()
+
+    async def _open_round(self) -> None:
+        if self._open is not None or self.finished:
             return
-        members = [m for m in self.members.values() if not m.idle]
+        if self._retry is not None and not self._retry.done():
+            return
+        members = sorted((m for m in self.members.values() if not m.idle), key=lambda m: m.id)
         settings = self.task.settings
         # The quorum gates the start only: clients that are deferred finish their local
         # rounds later than the others, and once those leave, the last ones must still be
         # able to finish (a develop client held for ever never returns).
         needed = settings.quorum if self.round == 0 else 1
         if len(members) < needed:
-            for m in members:
-                self._set_paused(m, True)
             return
         k = min(settings.clients_per_round, len(members))
+        # In the order of their ids: which client connected first changes nothing.
         candidates = [Client(m.id, m.zone) for m in members]
         try:
             selection = await anyio.to_thread.run_sync(
@@ -416,15 +540,14 @@ class TaskRoom:
             return
         decision = selection.decision
         if not decision.run_now and decision.wait_until is not None:
-            # The engine pauses the whole training (a deadline with slack): hold everyone.
+            # The engine pauses the whole training (a deadline with slack): everyone who
+            # waits for the server is held until then.
             delay = (decision.wait_until - decision.decided_at).total_seconds()
             log.info("task %s: %s", self.task.id, decision.reason)
-            for m in members:
-                self._set_paused(m, True)
             self._retry = asyncio.create_task(self._later(max(1.0, delay)))
             return
         selected = frozenset(decision.selected)
-        self._open = _Open(decision, selected, time.monotonic())
+        opened = self._open = _Open(decision, selected, time.monotonic())
         log.info(
             "task %s: round %d selects %s (%s)",
             self.task.id,
@@ -432,16 +555,15 @@ class TaskRoom:
             ", ".join(sorted(selected)),
             decision.reason,
         )
-        for m in self.members.values():
-            self._set_paused(m, m.id not in selected)
+        opened.excluded.update(self._unplaced)
+        self._unplaced.clear()
         pending, self._pending = self._pending, {}
         for cid, weights in pending.items():
             if cid in selected:
-                self._open.buffer[cid] = weights
+                opened.buffer[cid] = weights
             else:
-                self._open.excluded[cid] += 1
-                self.members[cid].peer.on_reply(self.round, self.participants)
-        self._open.timer = asyncio.create_task(self._timeout(self._open))
+                opened.excluded[cid] += 1
+        opened.timer = asyncio.create_task(self._timeout(opened))
         await self._close_if_done()
 
     async def _later(self, delay: float) -> None:
@@ -461,23 +583,53 @@ class TaskRoom:
                         log.info("task %s: %s sent nothing this round: idle", self.task.id, cid)
                 await self._close("timeout")
 
+    def _laggards(self, opened: _Open) -> list[Member]:
+        """Left-out candidates that cannot be held and have sent no update this round."""
+        out = []
+        for client in opened.decision.clients:
+            member = self.members.get(client.id)
+            if (
+                member is not None
+                and not member.can_pause
+                and not member.idle
+                and client.id not in opened.selected
+                and client.id not in opened.excluded
+            ):
+                out.append(member)
+        return out
+
     async def _close_if_done(self) -> None:
         opened = self._open
         if opened is None:
             return
         waiting = {cid for cid in opened.selected if cid in self.members} - set(opened.buffer)
-        if not waiting:
-            await self._close(
-                "complete" if opened.buffer.keys() >= opened.selected else "departures"
-            )
+        if waiting:
+            return
+        if self._laggards(opened):
+            # Clients that cannot be held train this round anyway: wait (a little) for
+            # their updates, so that their energy is booked in this round, not the next.
+            if opened.laggard_timer is None:
+                opened.laggard_timer = asyncio.create_task(self._lag(opened))
+            return
+        await self._close("complete" if opened.buffer.keys() >= opened.selected else "departures")
+
+    async def _lag(self, opened: _Open) -> None:
+        await asyncio.sleep(self.laggard_s)
+        async with self._lock:
+            if self._open is opened:
+                for member in self._laggards(opened):
+                    member.idle = True
+                    log.info("task %s: %s sent nothing this round: idle", self.task.id, member.id)
+                await self._close_if_done()
 
     async def _close(self, closed_by: str) -> None:
         """Aggregate the round's buffer (or abandon an empty round) and open the next."""
         opened = self._open
         assert opened is not None
         self._open = None
-        if opened.timer is not None and opened.timer is not asyncio.current_task():
-            opened.timer.cancel()
+        for timer in (opened.timer, opened.laggard_timer):
+            if timer is not None and timer is not asyncio.current_task():
+                timer.cancel()
         contributors = tuple(sorted(opened.buffer))
         if contributors:
             stacked = [np.stack(tensors) for tensors in zip(*opened.buffer.values(), strict=True)]
@@ -499,12 +651,13 @@ class TaskRoom:
             # statistics request in between would otherwise see half a round.
             self.history.append(record)
             self._save()
+            self._advanced.set()
+            self._advanced = asyncio.Event()
+            if self.finished:
+                log.info("task %s: the run's %d rounds are done", self.task.id, self.round)
         await self._account(opened.decision, record)
-        if contributors:
-            for cid in contributors:
-                member = self.members.get(cid)
-                if member is not None:
-                    member.peer.on_reply(self.round, len(contributors))
+        # The next round is decided before anyone is answered: a contributor it does not
+        # select is held instead of training a round that would be left out.
         await self._decide()
 
     async def _account(self, decision: Decision, record: Aggregate) -> None:
@@ -528,28 +681,64 @@ class TaskRoom:
             "stale_updates": float(record.stale),
             "excluded_updates": float(sum(record.excluded.values())),
         }
-        # A round that ended without any update (typically the one opened after the last
-        # aggregate, when the clients had finished) trained nothing: its selected clients
-        # are recorded with 0 kWh instead of the model's estimate.
-        energy = None if record.contributors else dict.fromkeys(record.selected, 0.0)
-        try:
-            await anyio.to_thread.run_sync(
-                lambda: self.engines.complete(
-                    self.task.id,
-                    decision.round,
-                    energy_kwh=energy,
+
+        def complete() -> None:
+            with self.engines.session(self.task.id) as engine:
+                # Selected clients that sent nothing (left, timed out) did not train:
+                # no energy is booked for them, and they keep their fair share.
+                engine.complete(
+                    decision,
                     metrics=metrics,
                     excluded_energy_kwh=spent,
                     excluded_zones=zones,
                     details={_DETAILS_KEY: record.to_dict()},
+                    trained=record.contributors,
                 )
-            )
+
+        try:
+            await anyio.to_thread.run_sync(complete)
         except LowcarbError as exc:
             log.error("task %s: could not complete round %d: %s", self.task.id, decision.round, exc)
 
+    async def _book_after_end(self) -> None:
+        """Record the updates sent after the run's last round in that round (lock held).
+
+        They enter no aggregate, yet the clients spent their energy: the last round's
+        metrics count them (``after_end_updates``, ``after_end_energy_kwh``, the model's
+        estimate) and its details name who sent them.
+        """
+        counts = self.after_end
+        if not counts or counts == self._after_end_booked or not self.history:
+            return
+        engine_round = self.history[-1].engine_round
+        per_update = self.engines.spec_of(self.task.id).energy.energy_kwh()
+        metrics = {
+            "after_end_updates": float(sum(counts.values())),
+            "after_end_energy_kwh": per_update * sum(counts.values()),
+        }
+
+        def book() -> None:
+            with self.engines.session(self.task.id) as engine:
+                engine.complete(engine_round, metrics=metrics, details={_AFTER_END_KEY: counts})
+
+        try:
+            await anyio.to_thread.run_sync(book)
+        except LowcarbError as exc:
+            log.error("task %s: could not record updates after the end: %s", self.task.id, exc)
+            return
+        self._after_end_booked = counts
+        log.info(
+            "task %s: %d updates came after the run's last round (%s)",
+            self.task.id,
+            sum(counts.values()),
+            ", ".join(f"{c} {n}" for c, n in counts.items()),
+        )
+
     async def close(self) -> None:
-        """Stop the timers (the ledger is closed by the engines' owner)."""
+        """Stop the timers and record what came after the end (the engines' owner closes them)."""
         async with self._lock:
-            for task in (self._retry, self._open.timer if self._open else None):
+            timers = (self._open.timer, self._open.laggard_timer) if self._open else ()
+            for task in (self._retry, *timers):
                 if task is not None:
                     task.cancel()
+            await self._book_after_end()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +13,7 @@ from lowcarb.adapters.disco._server import bridge_config, map_large_buffers
 from lowcarb.adapters.disco._taskdir import BridgeTask, load_tasks
 from lowcarb.exceptions import DataValidationError
 
-__all__ = ["load_zone_map", "open_engines", "serve"]
+__all__ = ["load_zone_map", "open_engines", "serve", "startup_line"]
 
 #: Rounds an open-ended task plans ahead.
 _PLANNED_ROUNDS = 96
@@ -85,6 +85,21 @@ def load_zone_map(path: str | Path) -> dict[str, str]:
     return dict(raw)
 
 
+def startup_line(
+    tasks: Mapping[str, BridgeTask], provider: CarbonProvider, protocol: str, state: Path | None
+) -> str:
+    """What the bridge serves, in one line for the operator (no secrets: names only)."""
+    served = ", ".join(
+        f"{t.id} ({t.settings.rounds} rounds)" if t.settings.rounds else f"{t.id} (open-ended)"
+        for t in tasks.values()
+    )
+    where = f"state in {state}" if state is not None else "state in memory only"
+    return (
+        f"lowcarb disco serve: provider {provider.name}; protocol {protocol}; "
+        f"tasks {served}; {where}"
+    )
+
+
 def serve(
     tasks_dir: str | Path,
     provider: CarbonProvider,
@@ -98,8 +113,27 @@ def serve(
     spec: EngineSpec | None = None,
     log_level: str = "info",
     provider_timeout_s: float | None = None,
+    clock: Clock | None = None,
+    announce: Callable[[str], None] | None = None,
 ) -> None:
     """Serve the tasks of ``tasks_dir`` until interrupted (binds loopback by default).
+
+    Args:
+        tasks_dir: The folder of task folders.
+        provider: The carbon provider (or chain) every task shares.
+        host: Address to bind.
+        port: TCP port (0 picks a free one).
+        protocol: ``v2`` or ``develop``.
+        state_dir: Ledgers and saved models; None keeps them in memory.
+        limits: Frame, connection, timeout and pacing limits.
+        zone_map: Client name or id -> zone, for every task.
+        spec: What every task's engine shares (see :func:`open_engines`).
+        log_level: uvicorn's log level.
+        provider_timeout_s: Seconds a provider call may take before the chain's next
+            member answers.
+        clock: The engines' time source (the wall clock by default; ``lowcarb --now``
+            fixes it).
+        announce: Called once with :func:`startup_line` before serving.
 
     Raises:
         DataValidationError: For an unreadable task folder.
@@ -115,11 +149,14 @@ def serve(
         protocol=protocol,
         spec=spec,
         state_dir=state,
+        clock=clock,
         provider_timeout_s=provider_timeout_s,
     )
     try:
         for task_id in tasks:
             engines.get(task_id)  # open every ledger now: a bad state dir fails at start
+        if announce is not None:
+            announce(startup_line(tasks, provider, protocol, state))
         app = create_app(
             tasks, engines, protocol=protocol, limits=limits, state_dir=state, zone_map=zone_map
         )

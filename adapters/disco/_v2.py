@@ -12,6 +12,13 @@ The client never waits for the server: it posts its weights, then pulls statisti
 the latest round, and each reply must come within 10 s or its training aborts. It has no
 message to pause, so a client the engine did not select keeps training; its updates are
 left out of the aggregate (and their energy is accounted).
+
+The bridge paces the clients instead: the statistics a client pulls after posting for
+the round in progress are answered once that round has closed (within ``pace_s``, under
+the client's 10 s), so that every client trains one local round per server round and
+adopts each new global model at once. Without it, a client trains as fast as it can:
+which updates count then depends on which process started first, and clients left out
+early run out of local rounds before their turns come.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from lowcarb.adapters.disco._protocol import (
     ProtocolViolation,
     off_loop,
 )
-from lowcarb.adapters.disco._room import Member
+from lowcarb.adapters.disco._room import Member, Outcome
 from lowcarb.adapters.disco._wire import decode_byte_list, decode_message, decode_weight_blob
 
 if TYPE_CHECKING:
@@ -91,7 +98,8 @@ class V2(Generation):
     ws_path = "/feai/{task_id}/{client_id}"
     can_pause = False
 
-    def __init__(self) -> None:
+    def __init__(self, pace_s: float = 6.0) -> None:
+        self.pace_s = pace_s
         self._latest: dict[tuple[str, int], bytes] = {}
 
     # -- codecs ---------------------------------------------------------------------------
@@ -182,6 +190,7 @@ class V2(Generation):
             can_pause=False,
         )
         await room.join(member)
+        posted: int | None = None  # the round of its last update, while that round is open
         try:
             link.send({"type": CLIENT_CONNECTED})
             while (message := await link.receive()) is not None:
@@ -191,8 +200,15 @@ class V2(Generation):
                     weights = await off_loop(
                         link.decoders, len(blob), self.decode_weights, blob, room.shapes
                     )
-                    await room.submit(member.id, message["round"], weights)
+                    outcome = await room.submit(member.id, message["round"], weights)
+                    paced = (Outcome.ACCEPTED, Outcome.EXCLUDED, Outcome.PENDING)
+                    posted = message["round"] if outcome in paced else None
                 elif kind == PULL_SERVER_STATISTICS:
+                    if posted is not None:
+                        # The client pulls statistics right after posting: answered once
+                        # the round closes, it then adopts the new model and round.
+                        await room.wait_past(posted, self.pace_s)
+                        posted = None
                     link.send({"type": PULL_SERVER_STATISTICS, "statistics": room.statistics()})
                 elif kind == LATEST_SERVER_ROUND:
                     link.send_frame(self._latest_frame(room))

@@ -109,8 +109,10 @@ async function main () {
   writeData()
   const model = buildModel()
 
-  // v2 (@epfml/discojs-node@2.1.1): roundDuration counts batches; the client compiles the
-  // model with modelCompileData itself.
+  // v2 (@epfml/discojs-node@2.1.1): roundDuration counts batches (6 = one epoch of 96
+  // rows); the client compiles the model with modelCompileData itself. A client sends one
+  // update per round, 7 in all: the run's 6 rounds and one to spare (a client that waited
+  // long for the others to connect may have sent an extra one).
   const v2 = path.join(ROOT, 'tasks', TASK_ID)
   await saveLayersModel(model, v2, false)
   write(v2, 'task.json', {
@@ -118,8 +120,8 @@ async function main () {
     displayInformation: display,
     trainingInformation: {
       modelID: `${TASK_ID}-model`,
-      epochs: 4,
-      roundDuration: 2,
+      epochs: 7,
+      roundDuration: 6,
       validationSplit: 0.2,
       batchSize: 16,
       dataType: 'tabular',
@@ -132,14 +134,16 @@ async function main () {
   write(v2, 'lowcarb.json', bridge)
 
   // develop (October 2024): roundDuration counts epochs; the model travels compiled, with
-  // its optimizer state.
+  // its optimizer state. A client trains 5 local rounds: its fair share of the run (6
+  // rounds x 2 of 3 clients = 4) and its first, which it trains on connecting, before a
+  // decision can include it.
   const dev = path.join(ROOT, 'tasks-develop', TASK_ID)
   await saveLayersModel(model, dev, true)
   write(dev, 'task.json', {
     id: TASK_ID,
     displayInformation: display,
     trainingInformation: {
-      epochs: 4,
+      epochs: 5,
       roundDuration: 1,
       validationSplit: 0.2,
       batchSize: 16,

@@ -107,7 +107,8 @@ def serve(
     )
     zone_map = load_zone_map(zones) if zones is not None else None
     spec = EngineSpec.from_settings(load_settings_for(provider, option), policy=policy, seed=seed)
-    with spec.open_chain(clock=state.clock()) as carbon:
+    clock = state.clock()
+    with spec.open_chain(clock=clock) as carbon:
         run_bridge(
             tasks,
             carbon,
@@ -120,4 +121,6 @@ def serve(
             spec=spec,
             log_level="debug" if state.debug else "info",
             provider_timeout_s=provider_timeout,
+            clock=clock,
+            announce=lambda line: err.print(line, markup=False),
         )

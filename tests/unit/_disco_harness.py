@@ -185,12 +185,17 @@ class V2Client:
 
 @dataclass
 class DevelopClient:
-    """Speaks develop like DISCO's October 2024 federated client."""
+    """Speaks develop like DISCO's October 2024 federated client, with its pause rules.
+
+    Like DISCO's client, it forgets a pause (``WaitingForMoreParticipants``) only at the
+    end of its next local round, after the resume: a second pause before that fails.
+    """
 
     ws: ClientConnection
     info: dict[str, Any]
     round: int = 0
     paused: bool = False
+    pause_pending: bool = False  # DISCO's promiseForMoreParticipants
     events: list[int] = field(default_factory=list)
     codec: Develop = field(default_factory=Develop)
 
@@ -203,8 +208,9 @@ class DevelopClient:
         async with asyncio.timeout(WAIT_S):
             info = msgpack.unpackb(await ws.recv(), raw=False)
         assert info["type"] == 7
-        client = cls(ws, info, round=info["round"], paused=info["waitForMoreParticipants"])
-        client.events.append(8 if client.paused else 7)
+        waits = info["waitForMoreParticipants"]
+        client = cls(ws, info, round=info["round"], paused=waits, pause_pending=waits)
+        client.events.append(7)
         return client
 
     async def _next(self) -> dict[str, Any]:
@@ -213,27 +219,36 @@ class DevelopClient:
             message: dict[str, Any] = msgpack.unpackb(await self.ws.recv(), raw=False)
         kind = message["type"]
         if kind == 8:
-            # DISCO's client throws on a second WaitingForMoreParticipants.
-            assert not self.paused, f"second WaitingForMoreParticipants: {self.events}"
-            self.paused = True
+            # DISCO's client throws on a pause while the previous one is not forgotten.
+            assert not self.pause_pending, f"second WaitingForMoreParticipants: {self.events}"
+            self.paused = self.pause_pending = True
         elif kind == 9:
             assert self.paused, f"EnoughParticipants while running: {self.events}"
             self.paused = False
         self.events.append(kind)
         return message
 
-    async def round_end(
-        self, weights: list[np.ndarray], round: int | None = None
-    ) -> dict[str, Any]:
-        """Wait while held, send the update, wait for ReceiveServerPayload."""
+    async def send_update(self, weights: list[np.ndarray], round: int | None = None) -> None:
+        """The end of a local round: wait while held, then send the update."""
         while self.paused:
             await self._next()
+        self.pause_pending = False
         payload = self.codec.encode_weights(weights)
         sent = self.round if round is None else round
         await self.ws.send(msgpack.packb({"type": 10, "payload": payload, "round": sent}))
+
+    async def answer(self) -> dict[str, Any]:
+        """Wait (held or not) for ReceiveServerPayload, as the client does after sending."""
         while True:
             message = await self._next()
             if message["type"] == 11:
                 self.round = max(self.round, message["round"])
                 message["weights"] = self.codec.decode_weights(message["payload"])
                 return message
+
+    async def round_end(
+        self, weights: list[np.ndarray], round: int | None = None
+    ) -> dict[str, Any]:
+        """Send the update, wait for ReceiveServerPayload."""
+        await self.send_update(weights, round)
+        return await self.answer()
