@@ -47,8 +47,12 @@ class Bridge:
         return self.log.read_text()
 
 
+#: The bridge's clock in the interop runs: decisions are then the same run after run.
+NOW = "2025-03-03T09:00Z"
+
+
 def start_bridge(tasks: Path, state_dir: Path, protocol: str = "v2", *extra: str) -> Bridge:
-    """Start the bridge on a free loopback port and wait until it answers."""
+    """Start the bridge on a free loopback port, its clock at :data:`NOW`; wait until it answers."""
     port = free_port()
     log = state_dir / "bridge.log"
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +63,8 @@ def start_bridge(tasks: Path, state_dir: Path, protocol: str = "v2", *extra: str
             sys.executable,
             "-m",
             "lowcarb",
+            "--now",
+            NOW,
             "disco",
             "serve",
             "--tasks",

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _disco_bridge import EXAMPLES, NODE_DIR, Bridge, start_bridge
+from _disco_bridge import NODE_DIR
+from _disco_develop import SNAPSHOT, BuildError, hooked_server
+from _disco_develop import develop_build as develop_build_dir
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +37,27 @@ def node_fixture() -> Path:
     return NODE_DIR
 
 
-@pytest.fixture
-def bridge_v2(tmp_path: Path) -> Iterator[Bridge]:
-    bridge = start_bridge(EXAMPLES / "tasks", tmp_path / "state")
-    yield bridge
-    bridge.stop()
+@pytest.fixture(scope="session")
+def develop_build() -> Path:
+    """DISCO's develop branch built from ../shared (once; cached by its lock file).
+
+    Skips when ../shared or node is absent; a step of the build that fails fails the test
+    (CI must not pass by skipping).
+    """
+    if not SNAPSHOT.is_dir():
+        pytest.skip(f"the DISCO develop snapshot is absent ({SNAPSHOT}); the stage needs ../shared")
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        pytest.skip("node and npm are needed for the DISCO interop tests (not found on PATH)")
+    try:
+        return develop_build_dir()
+    except BuildError as exc:
+        pytest.fail(f"building DISCO develop from {SNAPSHOT} failed: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def hooked_disco_server(develop_build: Path) -> Path:
+    """DISCO's own server with lowcarb's hook (examples/disco/hook), compiled: its dist/."""
+    try:
+        return hooked_server(develop_build).parent
+    except BuildError as exc:
+        pytest.fail(f"building DISCO's server with the hook failed: {exc}", pytrace=False)

@@ -1,4 +1,7 @@
-"""Three unmodified DISCO clients (npm @epfml/discojs-node@2.1.1) train on the bridge."""
+"""Three unmodified DISCO clients (npm @epfml/discojs-node@2.1.1) train on the bridge.
+
+A run is the same run after run: the task's rounds, each client its fair share.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from _disco_bridge import EXAMPLES, Bridge
+from _disco_bridge import EXAMPLES, start_bridge
 
 from lowcarb import Ledger
 
@@ -16,6 +19,8 @@ pytestmark = pytest.mark.interop
 
 TASK = "lowcarb-tabular"
 CLIENTS = [("c1", "DE"), ("c2", "GB"), ("c3", "SG")]
+#: The example task's rounds (its lowcarb.json).
+ROUNDS = 6
 
 
 def _statistics_at(aggregates: list[dict], round_: int) -> dict:
@@ -30,16 +35,15 @@ def _statistics_at(aggregates: list[dict], round_: int) -> dict:
     }
 
 
-def test_three_disco_clients_train_with_carbon_aware_rounds(
-    node_fixture: Path, bridge_v2: Bridge
-) -> None:
+def _run(node_fixture: Path, state: Path) -> dict:
+    bridge = start_bridge(EXAMPLES / "tasks", state)
     driver = node_fixture / "driver.js"
     procs = [
         subprocess.Popen(
             [
                 "node",
                 str(driver),
-                bridge_v2.url,
+                bridge.url,
                 TASK,
                 str(EXAMPLES / "data" / f"client-{i + 1}.csv"),
                 name,
@@ -52,60 +56,70 @@ def test_three_disco_clients_train_with_carbon_aware_rounds(
         )
         for i, (name, zone) in enumerate(CLIENTS)
     ]
-    outputs = [p.communicate(timeout=600) for p in procs]
+    try:
+        outputs = [p.communicate(timeout=300) for p in procs]  # a hang bound
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        served = httpx.get(bridge.url + f"lowcarb/tasks/{TASK}/rounds").json()
+        account = httpx.get(bridge.url + f"lowcarb/tasks/{TASK}").json()
+        log = bridge.stop()
     for proc, (out, err), (name, _) in zip(procs, outputs, CLIENTS, strict=True):
         assert proc.returncode == 0, f"client {name} failed:\n{out[-2000:]}\n{err[-4000:]}"
+    assert "Traceback" not in log
     results = {}
     for out, _ in outputs:
         line = next(ln for ln in out.splitlines() if ln.startswith("LOWCARB_RESULT "))
         result = json.loads(line.removeprefix("LOWCARB_RESULT "))
         results[result["name"]] = result
-
-    status = httpx.get(bridge_v2.url + "lowcarb/status").json()["tasks"][TASK]
-    served = httpx.get(bridge_v2.url + f"lowcarb/tasks/{TASK}/rounds").json()
-    log = bridge_v2.stop()
-    assert "Traceback" not in log
-
-    # The server advanced round by round, one aggregate per round, each recorded in the
-    # ledger with its round.
-    with Ledger(bridge_v2.state_dir / f"{TASK}.ledger.sqlite") as ledger:
+    with Ledger(state / f"{TASK}.ledger.sqlite") as ledger:
         ledger.check()
         records = {r.round: r for r in ledger.rounds(TASK)}
-    logged = [r.details["disco"] for r in records.values() if "disco" in r.details]
-    aggregates = [a for a in logged if a["contributors"]]
-    assert aggregates == served
-    assert [a["round"] for a in aggregates] == list(range(1, len(aggregates) + 1))
-    assert status["round"] == len(aggregates) >= 3
+    return {"results": results, "served": served, "account": account, "records": records}
 
-    # Every aggregate holds only clients the engine selected, as the ledger recorded them.
-    excluded_total = 0
-    for a in logged:
-        record = records[a["engine_round"]]
-        in_ledger = {c.client_id for c in record.clients}
-        assert set(a["selected"]) == in_ledger
-        assert set(a["contributors"]) <= set(a["selected"])
-        # Excluded updates came from clients outside the selection and never entered.
-        assert not set(a["excluded"]) & set(a["selected"])
-        assert not set(a["excluded"]) & set(a["contributors"])
-        assert record.metrics["contributors"] == len(a["contributors"])
-        assert record.metrics["excluded_updates"] == sum(a["excluded"].values())
-        if a["excluded"]:
-            # Their energy is in the run's footprint, priced by the core.
-            assert record.excluded_energy_kwh > 0 and record.excluded_emissions_g > 0
+
+def test_three_disco_clients_train_their_fair_share_run_after_run(
+    node_fixture: Path, tmp_path: Path
+) -> None:
+    runs = [_run(node_fixture, tmp_path / f"run{i}") for i in (1, 2)]
+    for run in runs:
+        results, served, account, records = (
+            run["results"],
+            run["served"],
+            run["account"],
+            run["records"],
+        )
+        # The task's 6 rounds and no more (the clients have an update to spare).
+        logged = [r.details["disco"] for r in records.values()]
+        assert logged == served
+        assert [a["round"] for a in served] == list(range(1, ROUNDS + 1))
+        assert account["finished"] and account["round"] == ROUNDS
+        # Each client is selected its fair share (6 rounds x 2 of 3 = 4), and each of its
+        # turns holds its update: none ends a run with its updates left out.
+        assert account["participation"] == {"c1": 4, "c2": 4, "c3": 4}
+        for name, _ in CLIENTS:
+            assert sum(name in a["contributors"] for a in served) == 4, name
+        for a in served:
+            record = records[a["engine_round"]]
+            assert a["contributors"] == a["selected"] == sorted(c.client_id for c in record.clients)
+            # v2 clients cannot be held: the one left out trained anyway, once per round,
+            # and its energy is in this round's footprint, priced by the core.
+            assert a["excluded"] == {n: 1 for n, _ in CLIENTS if n not in a["selected"]}
             assert {c.client_id for c in record.excluded} == set(a["excluded"])
-        excluded_total += sum(a["excluded"].values())
-    # With K=2 of 3, v2 clients outside the selection keep training: some updates were left out.
-    assert excluded_total > 0
-    # Each client took part in some round, and the selection changed (the engine rotates).
-    # Not "nobody in every aggregate": which rounds aggregate at all depends on the clients'
-    # timing (a round whose selected clients have left is abandoned), and a loaded run
-    # once had one client in all 10 aggregates.
-    for name, _ in CLIENTS:
-        assert any(name in a["contributors"] for a in aggregates), name
-    assert len({tuple(a["selected"]) for a in aggregates}) > 1
-
-    # Each client's last statistics are exactly the server's at that round.
-    for name, result in results.items():
-        stats = result["statistics"]
-        assert 1 <= result["round"] <= len(aggregates), name
-        assert stats == _statistics_at(aggregates, stats["round"]), name
+            assert record.excluded_energy_kwh > 0 and record.excluded_emissions_g > 0
+            assert record.metrics["excluded_updates"] == 1
+        # Updates sent after the last round enter nothing, and are counted in it.
+        after = int(records[max(records)].metrics.get("after_end_updates", 0))
+        assert after == account["after_end_updates"]
+        # Each client ends at the server's last round, its statistics the server's.
+        for name, result in results.items():
+            assert result["round"] == ROUNDS, name
+            assert result["statistics"] == _statistics_at(served, ROUNDS), name
+    # Run after run: the same rounds, selections, contributors and left-out updates.
+    first, second = (
+        [(a["round"], a["selected"], a["contributors"], a["excluded"]) for a in run["served"]]
+        for run in runs
+    )
+    assert first == second

@@ -25,12 +25,13 @@ const note = (kind, fields = {}) => events.push({ kind, t: Math.round(performanc
 
 class ObservedClient extends clients.federated.FederatedClient {
   setupServerCallbacks (flag) {
-    super.setupServerCallbacks(flag)
-    // Registered before the client sends ClientConnected: no message can be missed.
+    // Registered before DISCO's own listeners (so a pause is logged before the status it
+    // causes) and before the client sends ClientConnected (so no message is missed).
     this.server.on(7, (m) => note('welcome', { round: m.round, wait: m.waitForMoreParticipants }))
     this.server.on(8, () => note('pause'))
     this.server.on(9, () => note('resume'))
     this.server.on(11, (m) => note('reply', { round: m.round, participants: m.nbOfParticipants }))
+    super.setupServerCallbacks(flag)
   }
 }
 
