@@ -104,6 +104,20 @@ async def decided(room: TaskRoom) -> frozenset[str]:
     return room.selected
 
 
+
+async def emptied(room: TaskRoom) -> None:
+    """Return once every client has left and the room has finished handling it.
+
+    A leave empties ``members`` first and then, under the room's lock, closes or
+    abandons the round and completes it in the ledger: waiting for the lock as well
+    keeps a reader from seeing the round half closed.
+    """
+    async with asyncio.timeout(WAIT_S):
+        while room.members:
+            await asyncio.sleep(0.01)
+        async with room._lock:
+            pass
+
 @dataclass
 class Closed:
     """How the server closed a connection."""

@@ -13,6 +13,7 @@ from _disco_harness import (
     DevelopClient,
     V2Client,
     decided,
+    emptied,
     running_bridge,
     weights_of,
 )
@@ -178,10 +179,8 @@ def test_every_route_answers_json_and_the_account_is_the_ledgers(tmp_path: Path)
             # Both leave before sending round 2's updates: that round is abandoned.
             await c1.ws.close()
             await c2.ws.close()
-            for _ in range(500):  # a hang bound
-                if not bridge.room.members and bridge.room.selected == frozenset():
-                    break
-                await asyncio.sleep(0.01)
+            await emptied(bridge.room)
+            assert bridge.room.selected == frozenset()
             account = (await http.get(f"lowcarb/tasks/{TASK}")).json()
         summary_fields = {"energy_kwh", "emissions_g", "random_g", "saving_vs_random"}
         assert summary_fields <= set(account)
