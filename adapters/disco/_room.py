@@ -181,9 +181,10 @@ class TaskRoom:
         round_timeout: Seconds a round waits for its selected clients before it is closed
             with the updates it has.
         laggard_s: Once the selected clients' updates are in, seconds the round waits for
-            the update of each left-out client that cannot be held (it trains anyway):
-            its energy is then booked in the round it was spent for, whichever client
-            was quicker. A client that sends nothing in that time is idle.
+            the update of each left-out client that is training (one that cannot be
+            held, or a held one in its first local round): its energy is then booked in
+            the round it was spent for, whichever client was quicker. A client that
+            sends nothing in that time is idle.
         state_dir: Where ``<task>.model.npz`` (the global model and its round) is kept;
             a restarted bridge resumes it, and the aggregates from the ledger.
         zone_map: Client name or id -> zone, for every task (a mapping file).
@@ -584,13 +585,17 @@ class TaskRoom:
                 await self._close("timeout")
 
     def _laggards(self, opened: _Open) -> list[Member]:
-        """Left-out candidates that cannot be held and have sent no update this round."""
+        """Left-out candidates training now that have sent no update this round.
+
+        Clients that cannot be held train every round; a held client trains only its
+        first local round (on connecting) outside any selection.
+        """
         out = []
         for client in opened.decision.clients:
             member = self.members.get(client.id)
             if (
                 member is not None
-                and not member.can_pause
+                and not (member.can_pause and member.waiting)
                 and not member.idle
                 and client.id not in opened.selected
                 and client.id not in opened.excluded
@@ -606,8 +611,8 @@ class TaskRoom:
         if waiting:
             return
         if self._laggards(opened):
-            # Clients that cannot be held train this round anyway: wait (a little) for
-            # their updates, so that their energy is booked in this round, not the next.
+            # Left-out clients train this round anyway: wait (a little) for their updates,
+            # so that their energy is booked in this round, not lost in the next.
             if opened.laggard_timer is None:
                 opened.laggard_timer = asyncio.create_task(self._lag(opened))
             return
