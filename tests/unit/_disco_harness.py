@@ -104,7 +104,6 @@ async def decided(room: TaskRoom) -> frozenset[str]:
     return room.selected
 
 
-
 async def emptied(room: TaskRoom) -> None:
     """Return once every client has left and the room has finished handling it.
 
@@ -117,6 +116,7 @@ async def emptied(room: TaskRoom) -> None:
             await asyncio.sleep(0.01)
         async with room._lock:
             pass
+
 
 @dataclass
 class Closed:
