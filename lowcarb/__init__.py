@@ -32,7 +32,13 @@ from lowcarb._bounds import (
 from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, ManualClock, SystemClock
 from lowcarb._config import Settings, load_settings, open_provider
-from lowcarb._energy import DEFAULT_NETWORK_KWH_PER_GB, Client, EnergyModel
+from lowcarb._energy import (
+    DEFAULT_DEVICE_POWER_W,
+    DEFAULT_NETWORK_KWH_PER_GB,
+    DEFAULT_ROUND_TIME,
+    Client,
+    EnergyModel,
+)
 from lowcarb._engine import FAIRNESS_WINDOW, ClientDecision, Decision, SelectionEngine
 from lowcarb._files import check_regular_file, read_text_file
 from lowcarb._forecast import (
@@ -123,7 +129,9 @@ def __getattr__(name: str) -> _Any:
 
 
 __all__ = [
+    "DEFAULT_DEVICE_POWER_W",
     "DEFAULT_NETWORK_KWH_PER_GB",
+    "DEFAULT_ROUND_TIME",
     "FAIRNESS_WINDOW",
     "FORECASTERS",
     "MAX_CLIENT_ROUND_KWH",

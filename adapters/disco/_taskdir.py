@@ -24,7 +24,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from lowcarb import EnergyModel, check_task_id
+from lowcarb import DEFAULT_DEVICE_POWER_W, EnergyModel, check_task_id
 from lowcarb.adapters.disco._artifacts import ModelArtifacts, load_artifacts, read_json_file
 from lowcarb.exceptions import DataValidationError
 
@@ -53,7 +53,8 @@ class TaskSettings:
         zones: Client name (or protocol id) -> zone.
         device_power_w: A client's device power while training (W).
         round_seconds: A client's training time per round (s), for the energy model,
-            and the expected spacing of rounds (one planning slot).
+            and the expected spacing of rounds (one planning slot). DISCO rounds last
+            seconds to minutes, so a task states its own instead of the core's hour.
         rounds: Server rounds the training is expected to take (None: open-ended).
     """
 
@@ -61,7 +62,7 @@ class TaskSettings:
     clients_per_round: int = 2
     min_clients: int | None = None
     zones: Mapping[str, str] = field(default_factory=dict)
-    device_power_w: float = 70.0
+    device_power_w: float = DEFAULT_DEVICE_POWER_W
     round_seconds: float = 60.0
     rounds: int | None = None
 

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from lowcarb import read_text_file
+from lowcarb import DEFAULT_ROUND_TIME, read_text_file
 from lowcarb._files import MAX_SECRET_BYTES
 from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
@@ -87,8 +87,14 @@ def serve_command(
         float, typer.Option("--fairness", metavar="F", help="1 = fair shares within 1; 0 = greedy.")
     ] = 1.0,
     round_minutes: Annotated[
-        int, typer.Option("--round-minutes", min=1, metavar="M", help="Time between rounds.")
-    ] = 60,
+        int,
+        typer.Option(
+            "--round-minutes",
+            min=1,
+            metavar="M",
+            help="Time between rounds, and how long a client trains in one (energy model).",
+        ),
+    ] = int(DEFAULT_ROUND_TIME / timedelta(minutes=1)),
     unknown_zone: Annotated[
         str,
         typer.Option(
@@ -161,7 +167,7 @@ def serve_command(
         raise ConfigurationError(
             f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
         ) from None
-    from lowcarb import EngineSpec, TaskEngines
+    from lowcarb import EnergyModel, EngineSpec, TaskEngines
 
     token = read_token(token_env) if token_env else None
     config = ServiceConfig(
@@ -180,6 +186,8 @@ def serve_command(
         rounds=rounds,
         fairness=fairness,
         round_interval=timedelta(minutes=round_minutes),
+        # A client trains through its round, as in `lowcarb simulate`.
+        energy=EnergyModel(round_time=timedelta(minutes=round_minutes)),
         unknown_zone=unknown_zone,
     )
     clock = state.clock()

@@ -15,6 +15,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from lowcarb import DEFAULT_ROUND_TIME
 from lowcarb.cli._app import SeedOpt, app, cli_time, err, out
 from lowcarb.exceptions import InvalidInputError, LowcarbError
 from lowcarb.simulation import (
@@ -115,8 +116,9 @@ def simulate_command(
         int, typer.Option("--per-round", metavar="K", help="Clients per round.")
     ] = 10,
     round_minutes: Annotated[
-        int, typer.Option("--round-minutes", metavar="M", help="Length of a round.")
-    ] = 60,
+        int,
+        typer.Option("--round-minutes", metavar="M", help="Length of a round (energy model's)."),
+    ] = int(DEFAULT_ROUND_TIME / timedelta(minutes=1)),
     rounds: Annotated[
         int | None,
         typer.Option("--rounds", metavar="R", help="Rounds (default: one per round slot)."),

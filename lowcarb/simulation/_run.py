@@ -19,6 +19,8 @@ import numpy as np
 import pandas as pd
 
 from lowcarb import (
+    DEFAULT_DEVICE_POWER_W,
+    DEFAULT_ROUND_TIME,
     CarbonProvider,
     Client,
     EnergyModel,
@@ -71,6 +73,8 @@ DEFAULT_POLICIES = ("random", "lowcarb-2022", "greedy", "lowcarb", "oracle")
 #: Device classes for ``--energy mixed`` (W, share), after FedZero's hardware mix
 #: (T4-, V100- and A100-class machines).
 MIXED_POWER_W = ((70.0, 0.39), (300.0, 0.30), (700.0, 0.31))
+#: A round's length by default: the energy model's (one hour).
+DEFAULT_ROUND_MINUTES = int(DEFAULT_ROUND_TIME / timedelta(minutes=1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -83,7 +87,8 @@ class Scenario:
         hours: Length of the window when there is no deadline (h).
         clients: Number of clients.
         per_round: Clients per round (K).
-        round_minutes: Length of a round and of a planning slot (min).
+        round_minutes: Length of a round and of a planning slot (min); a client trains
+            through its round (default: the energy model's hour).
         rounds: Rounds to run (default: one per slot of ``hours``).
         deadline_hours: When set, the rounds must end within this many hours; planning
             policies may pause in the slack (h).
@@ -109,7 +114,7 @@ class Scenario:
     hours: int = 96
     clients: int = 100
     per_round: int = 10
-    round_minutes: int = 60
+    round_minutes: int = DEFAULT_ROUND_MINUTES
     rounds: int | None = None
     deadline_hours: float | None = None
     assignment: str = "round-robin"
@@ -329,7 +334,7 @@ def _clients(scenario: Scenario, rng: np.random.Generator, slot: timedelta) -> l
         where = [zones[j] for j in rng.integers(0, len(zones), scenario.clients)]
     model = EnergyModel(round_time=slot)
     if scenario.energy == "uniform":
-        power = np.full(scenario.clients, MIXED_POWER_W[0][0])
+        power = np.full(scenario.clients, DEFAULT_DEVICE_POWER_W)
     else:
         watts, shares = zip(*MIXED_POWER_W, strict=True)
         power = rng.choice(watts, size=scenario.clients, p=shares)

@@ -13,7 +13,7 @@ from flwr.serverapp import Grid, ServerApp
 from flwr.serverapp.strategy import FedAvg
 from lowcarb.adapters.flower import CarbonAwareStrategy, engine_for_run
 
-from lowcarb import ManualClock
+from lowcarb import EnergyModel, ManualClock
 from lowcarb_quickstart.task import from_record, task, to_record
 
 DEFAULTS: dict[str, Any] = {
@@ -35,6 +35,7 @@ class Outcome:
     zones: dict[int, str] = field(default_factory=dict)
     emissions_kg: float = 0.0
     random_kg: float = 0.0
+    energy_kwh: float = 0.0
     accuracy: float = 0.0
 
 
@@ -48,13 +49,17 @@ def run(grid: Grid, context: Context, config: dict[str, Any] | None = None) -> O
     # A fixed start replays simulated time (deterministic runs); without it the engine
     # lives on the wall clock.
     clock = ManualClock(datetime.fromisoformat(start)) if start else None
+    round_time = timedelta(minutes=int(cfg["round-minutes"]))
     engine = engine_for_run(
         context,
         grid,
         rounds=rounds,
         clock=clock,
         policy=str(cfg["policy"]),
-        round_interval=timedelta(minutes=int(cfg["round-minutes"])),
+        round_interval=round_time,
+        # A node trains through its round (70 W for an hour by default), as in
+        # `lowcarb simulate`.
+        energy=EnergyModel(round_time=round_time),
     )
     # Flower's own sampling settings say how many nodes train; lowcarb chooses which.
     strategy = CarbonAwareStrategy(
@@ -84,6 +89,7 @@ def run(grid: Grid, context: Context, config: dict[str, Any] | None = None) -> O
         zones=strategy.zones.known,
         emissions_kg=summary.emissions_g / 1000,
         random_kg=(summary.random_g or 0.0) / 1000,
+        energy_kwh=summary.energy_kwh,
         accuracy=float(final["accuracy"]) if final is not None else float("nan"),
     )
 
@@ -100,5 +106,6 @@ def main(grid: Grid, context: Context) -> None:
         Path(path).write_text(json.dumps(asdict(outcome), indent=2) + "\n")
     print(
         f"lowcarb: {outcome.emissions_kg:.3f} kg CO2eq "
-        f"(random selection: {outcome.random_kg:.3f} kg), accuracy {outcome.accuracy:.3f}"
+        f"(random selection: {outcome.random_kg:.3f} kg), {outcome.energy_kwh:.2f} kWh "
+        f"modelled, accuracy {outcome.accuracy:.3f}"
     )
