@@ -14,10 +14,14 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
+from rich.text import Text
 
 from lowcarb import (
     CarbonProvider,
@@ -30,7 +34,15 @@ from lowcarb import (
 )
 from lowcarb.exceptions import ConfigurationError, InvalidInputError, LowcarbError
 
-__all__ = ["app", "cli_time", "config_app", "is_loopback", "main"]
+__all__ = [
+    "app",
+    "cli_time",
+    "config_app",
+    "is_loopback",
+    "main",
+    "output_path",
+    "print_table",
+]
 
 app = typer.Typer(
     name="lowcarb",
@@ -86,8 +98,104 @@ class _State:
 
 
 state = _State()
-out = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+# No markup and no emoji codes: what the consoles print (error messages, file contents quoted
+# in them, zone names, paths) is the user's text, and "[x]" or ":x:" in it must stay as written.
+out = Console(highlight=False, soft_wrap=True, markup=False, emoji=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False, emoji=False)
+
+
+def _words(text: str) -> tuple[int, int]:
+    """A cell's width on one line, and the width of its longest word (cells wrap at spaces)."""
+    widths = [Text(word).cell_len for word in text.split()] or [0]
+    return Text(text).cell_len, max(widths)
+
+
+def _cell_text(cell: object) -> str:
+    return cell.plain if isinstance(cell, Text) else str(cell)
+
+
+def print_table(table: Table, console: Console | None = None) -> None:
+    """Print ``table`` within the console's width without cutting a value or a header word.
+
+    Every table of the command line is printed here. Columns get their natural widths when
+    they fit; otherwise cells wrap at spaces only (a header "kg CO2e" over two lines), each
+    column at least as wide as its longest word, so no number, key or word is ever cut or
+    replaced by an ellipsis. When even that is wider than the console, each row prints as a
+    block of ``header: value`` lines instead.
+    """
+    console = console or out
+    columns = table.columns
+    cells = [[_cell_text(c) for c in column.cells] for column in columns]
+    header = [_words(_cell_text(column.header)) for column in columns]
+    natural = [max([header[i][0], *(_words(c)[0] for c in cells[i])]) for i in range(len(columns))]
+    narrow = [max([header[i][1], *(_words(c)[1] for c in cells[i])]) for i in range(len(columns))]
+    for column, width in zip(columns, natural, strict=True):
+        column.width, column.min_width, column.max_width = width, None, None
+        column.no_wrap, column.overflow = False, "fold"
+    # Borders and padding: the whole table's width beyond its columns'.
+    wide = console.options.update_width(sum(natural) + 1000)
+    extra = Measurement.get(console, wide, table).maximum - sum(natural)
+    room = console.width - extra
+    if sum(natural) <= room:
+        console.print(table)
+        return
+    if sum(narrow) <= room:
+        # Widen the narrowest-needing columns first, so most columns stay on one line.
+        widths = list(narrow)
+        spare = room - sum(widths)
+        for i in sorted(range(len(columns)), key=lambda i: natural[i] - narrow[i]):
+            grow = min(natural[i] - widths[i], spare)
+            widths[i] += grow
+            spare -= grow
+        for column, width in zip(columns, widths, strict=True):
+            column.width = width
+        console.print(table)
+        return
+    _print_records(table, cells, console)
+
+
+def _print_records(table: Table, cells: list[list[str]], console: Console) -> None:
+    """One block per row: its first cell, then ``header: value`` for the others."""
+    if table.title:
+        console.print(_cell_text(table.title))
+    headers = [_cell_text(column.header) for column in table.columns]
+    pad = max((len(h) for h in headers[1:]), default=0)
+    for row in range(table.row_count):
+        console.print()
+        console.print(cells[0][row] if cells else "")
+        for header, column in zip(headers[1:], cells[1:], strict=True):
+            console.print(f"  {header + ':':<{pad + 1}} {column[row]}")
+    if table.caption:
+        console.print()
+        console.print(_cell_text(table.caption))
+
+
+def output_path(param: typer.CallbackParam, value: Any) -> Any:
+    """Check an option's output file before any work is done (a typer callback).
+
+    ``-`` (stdout) and None pass. A path passes when its folder exists and is writable and
+    the path is not a folder; anything else stops the command at once, with exit code 2.
+
+    Raises:
+        ConfigurationError: Naming the option's value and what is wrong with it.
+    """
+    if value is None or str(value) == "-":
+        return value
+    path = Path(value).expanduser()
+    folder = path.parent
+    problem = None
+    if path.is_dir():
+        problem = "is a folder; give a file name"
+    elif not folder.is_dir():
+        problem = f"the folder {folder} does not exist"
+    elif not os.access(folder, os.W_OK | os.X_OK):
+        problem = f"the folder {folder} is not writable"
+    elif path.exists() and not os.access(path, os.W_OK):
+        problem = "exists and is not writable"
+    if problem:
+        option = param.opts[0] if param.opts else "output"
+        raise ConfigurationError(f"{option} {value}: cannot write it: {problem}")
+    return value
 
 
 def _version(value: bool) -> None:

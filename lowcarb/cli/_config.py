@@ -10,8 +10,8 @@ from lowcarb.cli._app import (
     ProviderOpt,
     config_app,
     load_settings_for,
-    out,
     print_json,
+    print_table,
 )
 
 __all__: list[str] = []
@@ -40,4 +40,4 @@ def config_show(
         table.add_column(column)
     for row in rows:
         table.add_row(row["key"], row["value"], row["source"])
-    out.print(table)
+    print_table(table)

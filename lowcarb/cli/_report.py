@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from lowcarb import EmbodiedCarbon, InvalidInputError
-from lowcarb.cli._app import app, err, state
+from lowcarb.cli._app import app, err, output_path, state
 
 __all__ = ["report_command"]
 
@@ -61,7 +61,13 @@ def report_command(
     ] = None,
     output: Annotated[
         Path | None,
-        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="FILE",
+            callback=output_path,
+            help="Write here instead of stdout.",
+        ),
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
     embodied: Annotated[

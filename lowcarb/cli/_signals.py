@@ -26,6 +26,7 @@ from lowcarb.cli._app import (
     open_chain,
     out,
     print_json,
+    print_table,
     state,
 )
 from lowcarb.exceptions import InvalidInputError
@@ -103,7 +104,7 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
                 table.add_column(z, justify="right")
             for t in stamps:
                 table.add_row(f"{t:%Y-%m-%d %H:%M}", *(cell[t, z] for z in series.zones))
-        out.print(table)
+        print_table(table)
         if mask.to_numpy().any():
             out.print("* estimated or repaired value")
     else:
@@ -126,7 +127,7 @@ def _print_series(title: str, series: IntensitySeries, resolutions: list[ZoneRes
                 str(int(col.isna().sum())),
                 str(int(mask[zone].sum())),
             )
-        out.print(table)
+        print_table(table)
     for note in series.notes:
         out.print(f"note: {note}")
 
@@ -182,7 +183,7 @@ def zones(
             table.add_column(column)
         for z in infos:
             table.add_row(z.zone, z.name, z.country, z.continent)
-        out.print(table)
+        print_table(table)
 
 
 @app.command()
@@ -277,4 +278,4 @@ def resolve(
         for r in results:
             distance = "" if r.distance_km is None else f"{r.distance_km:.0f}"
             table.add_row(r.query, r.zone, r.method, distance)
-        out.print(table)
+        print_table(table)

@@ -16,7 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from lowcarb import DEFAULT_ROUND_TIME
-from lowcarb.cli._app import SeedOpt, app, cli_time, err, out
+from lowcarb.cli._app import SeedOpt, app, cli_time, err, out, output_path, print_table
 from lowcarb.exceptions import InvalidInputError, LowcarbError
 from lowcarb.simulation import (
     DEFAULT_POLICIES,
@@ -157,16 +157,23 @@ def simulate_command(
     seed: SeedOpt = 0,
     json_path: Annotated[
         str | None,
-        typer.Option("--json", metavar="FILE", help="Write results as JSON ('-' for stdout)."),
+        typer.Option(
+            "--json",
+            metavar="FILE",
+            callback=output_path,
+            help="Write results as JSON ('-' for stdout).",
+        ),
     ] = None,
     plot: Annotated[
-        Path | None, typer.Option("--plot", metavar="FILE.png", help="Draw the results.")
+        Path | None,
+        typer.Option("--plot", metavar="FILE.png", callback=output_path, help="Draw the results."),
     ] = None,
     ledger: Annotated[
         Path | None,
         typer.Option(
             "--ledger",
             metavar="FILE",
+            callback=output_path,
             help="Record every policy's rounds in this new ledger file, one run per policy "
             "(for lowcarb report and lowcarb dashboard).",
         ),
@@ -210,6 +217,7 @@ def simulate_command(
         typer.Option(
             "--results",
             metavar="FILE.jsonl",
+            callback=output_path,
             help="Sweep rows, appended as they finish; windows already in it are not run again.",
         ),
     ] = None,
@@ -227,7 +235,7 @@ def simulate_command(
 ) -> None:
     """Compare selection policies on a carbon trace, with real federated learning."""
     scenario = Scenario(
-        zones=_split(zones, "--zones") if zones else DEFAULT_ZONES,
+        zones=_split(zones, "--zones") if zones is not None else DEFAULT_ZONES,
         start=cli_time(start, "--start") if start else Scenario().start,
         hours=hours,
         clients=clients,
@@ -295,7 +303,7 @@ def simulate_command(
         else:
             Path(json_path).write_text(text)
     if not quiet:
-        out.print(render_table(result))
+        print_table(render_table(result))
         if json_path:
             out.print(f"results written to {json_path}")
     if plot is not None:
@@ -371,7 +379,7 @@ def _sweep_command(
         else:
             Path(json_path).write_text(text)
     if not quiet:
-        out.print(render_sweep_table(base, scenarios, summary))
+        print_table(render_sweep_table(base, scenarios, summary))
         if results is not None:
             out.print(f"rows in {results}", markup=False)
 
