@@ -310,6 +310,11 @@ def section(over: dict, carbon: dict, args: argparse.Namespace, minutes: float) 
             "once. From then on a round costs the engine's decision on top of Flower's own "
             "work. The rows are medians of separate runs, so they need not add up.",
             f"### Carbon: the seed scenario through Flower ({args.carbon_rounds} hourly rounds)",
+            "Energy is lowcarb's one model, as in `lowcarb simulate`: 0.0702 kWh a node-round "
+            "(70 W for the hour-long round plus 20 MB of traffic), so these figures compare "
+            "with `lowcarb simulate` on the same scenario ([Simulate](simulate.md): 20.062 kg "
+            "for `lowcarb`, 24.942 kg random's expectation); they differ only where "
+            "selections do (Flower's node ids order the candidates differently).",
             "\n".join(carbon_rows),
             END,
         ]

@@ -1,4 +1,9 @@
-"""A real Flower simulation (Ray): the quickstart App with 20 nodes, lowcarb vs random."""
+"""A real Flower simulation (Ray): the quickstart App with 20 nodes, lowcarb vs random.
+
+``examples/flower-quickstart/run_simulation.py`` submits the App with ``flwr run --stream``
+to a simulation SuperLink of its own (Flower's ``run_simulation`` is deprecated); one run
+replays a CSV of real-looking intensities through the ``file`` provider.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,13 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from lowcarb import Client, Ledger, ManualClock, SelectionEngine
 from lowcarb.backends import DefaultProvider
-from lowcarb.simulation import DEFAULT_ZONES
+from lowcarb.simulation import DEFAULT_ZONES, Scenario
 
 pytestmark = pytest.mark.integration
 
@@ -24,8 +31,8 @@ START = datetime(2025, 3, 3, tzinfo=UTC)  # the App's fixed start (pyproject def
 ZONES = DEFAULT_ZONES  # the App spreads its nodes over the seed scenario's 14 zones
 
 
-def simulate(policy: str, out: Path) -> dict:
-    path = out / f"{policy}.json"
+def simulate(policy: str, out: Path, *extra: str) -> dict:
+    path = out / f"{policy}{len(extra)}.json"
     cmd = [
         sys.executable,
         str(SCRIPT),
@@ -39,17 +46,59 @@ def simulate(policy: str, out: Path) -> dict:
         policy,
         "--json",
         str(path),
-        "--quiet",
+        *extra,
     ]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=240, check=False)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return json.loads(path.read_text())
+    return {**json.loads(path.read_text()), "output": done.stdout + done.stderr}
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict]:
     out = tmp_path_factory.mktemp("flower-sim")
-    return {policy: simulate(policy, out) for policy in ("lowcarb", "random")}
+    # The lowcarb run streams Flower's log (what a user sees); the random one is --quiet.
+    return {"lowcarb": simulate("lowcarb", out), "random": simulate("random", out, "--quiet")}
+
+
+def test_the_run_is_seen_and_no_deprecation_warning_prints(runs: dict[str, dict]) -> None:
+    shown = runs["lowcarb"]["output"]
+    assert "Successfully started run" in shown
+    assert "lowcarb: round 1 booked 2 nodes" in shown  # the run's own log, streamed
+    assert "deprecat" not in shown.lower(), shown[-3000:]
+
+
+def test_a_node_round_costs_what_it_costs_in_lowcarb_simulate(runs: dict[str, dict]) -> None:
+    """One energy model: the App's node-round is `lowcarb simulate`'s client-round."""
+    scenario = Scenario()  # the seed scenario: the App's zones, start and hourly rounds
+    from lowcarb.simulation._run import _clients
+
+    (per_client,) = {
+        c.energy_kwh for c in _clients(scenario, np.random.default_rng(0), scenario.slot)
+    }
+    assert per_client == pytest.approx(0.0702)
+    for doc in runs.values():
+        assert doc["energy_kwh"] == pytest.approx(ROUNDS * PER_ROUND * per_client)
+
+
+def test_real_data_is_replayed_through_the_file_provider(tmp_path: Path) -> None:
+    """--data replays a CSV (the file provider) from --start: every node-round is costed
+    at its zone's value in the file, and nothing synthetic stands in."""
+    start = datetime(2024, 3, 18, tzinfo=UTC)
+    values = {zone: 50.0 + 40.0 * i for i, zone in enumerate(ZONES)}
+    hours = pd.date_range(start - timedelta(days=15), start + timedelta(days=2), freq="h")
+    frame = pd.DataFrame({z: np.full(len(hours), v) for z, v in values.items()}, index=hours)
+    frame.index = frame.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    frame.index.name = "datetime_utc"
+    data = tmp_path / "measured.csv"
+    frame.to_csv(data)
+    doc = simulate(
+        "lowcarb", tmp_path, "--quiet", "--data", str(data), "--start", "2024-03-18T00:00:00Z"
+    )
+    zone_of = {int(node): zone for node, zone in doc["zones"].items()}
+    expected_g = sum(0.0702 * values[zone_of[n]] for r in doc["selected"] for n in r)
+    assert doc["emissions_kg"] == pytest.approx(expected_g / 1000)
+    # lowcarb chose the cleanest nodes it could while keeping shares: nobody twice.
+    assert max(Counter(n for r in doc["selected"] for n in r).values()) == 1
 
 
 def test_every_round_trains_the_requested_nodes(runs: dict[str, dict]) -> None:
