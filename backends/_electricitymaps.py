@@ -236,6 +236,8 @@ class ElectricityMapsProvider(HttpProvider):
         self.emission_factor_type: EmissionFactorType = emission_factor_type
         self.preferred_zones = tuple(zones)
         super().__init__(**options)
+        # A failed /zones is logged once: every zone check after it would repeat it.
+        self._zones_failure_logged = False
 
     @property
     def capabilities(self) -> Capabilities:
@@ -319,7 +321,9 @@ class ElectricityMapsProvider(HttpProvider):
         try:
             return list(self._zones_table())
         except ProviderError as exc:
-            log.warning("%s; assuming the configured or catalog zones", exc)
+            level = logging.DEBUG if self._zones_failure_logged else logging.WARNING
+            self._zones_failure_logged = True
+            log.log(level, "%s; assuming the configured or catalog zones", exc)
             return list(self.preferred_zones) or list(ZONE_CATALOG)
 
     def default_zones(self) -> list[str]:

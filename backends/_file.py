@@ -78,6 +78,7 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
+from lowcarb._extras import install_hint
 from lowcarb.backends.toolkit import (
     MAX_DATA_FILE_BYTES,
     MAX_PLAUSIBLE_G_PER_KWH,
@@ -115,7 +116,7 @@ _MISSING = ["", "NaN", "nan", "NA", "N/A", "null", "None"]
 _TRUE_FLAGS = {"true", "1", "1.0", "yes"}
 _FALSE_FLAGS = {"false", "0", "0.0", "no", ""}
 _SUFFIXES = (".csv", ".parquet")
-_PARQUET_HINT = "pip install 'lowcarb[parquet]'"
+_PARQUET_HINT = install_hint("parquet")
 
 
 def _norm(name: str) -> str:

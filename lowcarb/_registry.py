@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from importlib.metadata import entry_points
 from types import MappingProxyType
 
+from lowcarb._extras import install_hint
 from lowcarb._provider import CarbonProvider
 from lowcarb._zones import suggest_zones
 from lowcarb.exceptions import ConfigurationError, UnknownProviderError
@@ -136,7 +137,7 @@ def get_provider_class(name: str) -> type[CarbonProvider]:
                     f"provider {key!r} points to {target!r}, which cannot be imported: {exc}"
                 ) from exc
             extra = _EXTRAS.get(key)
-            hint = f"pip install 'lowcarb[{extra}]'" if extra else f"pip install {missing}"
+            hint = install_hint(extra, package=missing)
             raise ConfigurationError(
                 f"provider {key!r} needs the package {missing!r}, which is not installed; "
                 f"try: {hint}"

@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lowcarb._extras import install_hint
 from lowcarb._public import expose
 
 if TYPE_CHECKING:
@@ -77,7 +78,7 @@ def __getattr__(name: str) -> Any:
     except ModuleNotFoundError as exc:
         if exc.name in ("starlette", "uvicorn", "msgpack", "anyio"):
             raise ModuleNotFoundError(
-                f"the DISCO bridge needs {exc.name}: pip install 'lowcarb[disco]'", name=exc.name
+                f"the DISCO bridge needs {exc.name}: {install_hint('disco')}", name=exc.name
             ) from exc
         raise
     expose({name: value}, [name], __name__)

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from lowcarb._extras import missing_extra
 from lowcarb.cli._app import app, err, is_loopback
 from lowcarb.cli._serve import read_token
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
@@ -72,9 +73,7 @@ def dashboard_command(
         import uvicorn
         from starlette.applications import Starlette  # noqa: F401
     except ImportError as exc:
-        raise ConfigurationError(
-            f"lowcarb dashboard needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
-        ) from None
+        raise missing_extra("lowcarb dashboard", "disco", exc) from None
     from lowcarb.report import PathSource, dashboard_app
 
     source = PathSource(path)

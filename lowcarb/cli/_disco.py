@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from lowcarb import EngineSpec
+from lowcarb._extras import missing_extra
 from lowcarb.cli._app import (
     OptionOpt,
     ProviderOpt,
@@ -91,8 +92,8 @@ def serve(
     try:
         from lowcarb.adapters.disco import BridgeLimits, load_zone_map
         from lowcarb.adapters.disco import serve as run_bridge
-    except ModuleNotFoundError as exc:
-        raise InvalidInputError(f"{exc}; install it with: pip install 'lowcarb[disco]'") from None
+    except ImportError as exc:
+        raise missing_extra("lowcarb disco serve", "disco", exc) from None
     if protocol not in ("v2", "develop"):
         raise InvalidInputError(f"--protocol must be v2 or develop, got {protocol!r}")
     if not is_loopback(host):

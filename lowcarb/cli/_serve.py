@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from lowcarb import DEFAULT_ROUND_TIME, read_text_file
+from lowcarb._extras import missing_extra
 from lowcarb._files import MAX_SECRET_BYTES
 from lowcarb.cli._app import OptionOpt, ProviderOpt, app, err, is_loopback, load_settings_for, state
 from lowcarb.exceptions import ConfigurationError, InvalidInputError
@@ -164,9 +165,7 @@ def serve_command(
     try:
         from lowcarb.adapters.service import ServiceConfig, create_app, serve
     except ImportError as exc:
-        raise ConfigurationError(
-            f"lowcarb serve needs Starlette and uvicorn: pip install 'lowcarb[disco]' ({exc})"
-        ) from None
+        raise missing_extra("lowcarb serve", "disco", exc) from None
     from lowcarb import EnergyModel, EngineSpec, TaskEngines
 
     token = read_token(token_env) if token_env else None

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
-from lowcarb import ConfigurationError
+from lowcarb._extras import missing_extra
 from lowcarb.report._account import fmt_num
 from lowcarb.report._source import RunSnapshot
 
@@ -33,9 +33,9 @@ def require_pyplot() -> Any:
     """The pyplot of matplotlib on its headless backend, or how to install it."""
     try:
         import matplotlib
-    except ImportError:
-        raise ConfigurationError(
-            "the HTML report and the dashboard draw with matplotlib: pip install 'lowcarb[plot]'"
+    except ImportError as exc:
+        raise missing_extra(
+            "drawing the charts of the HTML report and the dashboard", "plot", exc
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from lowcarb import ConfigurationError
+from lowcarb._extras import missing_extra
 from lowcarb.simulation._run import SimulationResult
 
 __all__ = ["plot_simulation", "require_matplotlib", "simulation_figure"]
@@ -18,8 +18,8 @@ def require_matplotlib() -> Any:
     """Import matplotlib with the headless backend, or say how to install it."""
     try:
         import matplotlib
-    except ImportError:
-        raise ConfigurationError("plots need matplotlib: pip install 'lowcarb[plot]'") from None
+    except ImportError as exc:
+        raise missing_extra("drawing plots", "plot", exc) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 

@@ -167,10 +167,11 @@ def _on_ray(scenarios: list[Scenario], workers: int | None, address: str | None)
     try:
         import ray as ray_module
     except ImportError:
+        from lowcarb._extras import install_hint
         from lowcarb.exceptions import ConfigurationError
 
         raise ConfigurationError(
-            "--ray needs Ray: pip install 'lowcarb[flower]' (flwr[simulation] brings it) "
+            f"--ray needs Ray: {install_hint('flower')}, as flwr[simulation] brings it, "
             "or pip install ray"
         ) from None
     started = not ray_module.is_initialized()

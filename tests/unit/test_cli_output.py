@@ -29,7 +29,10 @@ def run(
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LOWCARB_")}
     for key in ("FORCE_COLOR", "PY_COLORS", "CLICOLOR_FORCE"):
         environ.pop(key, None)
-    environ.update(COLUMNS=str(columns), NO_COLOR="1", **(env or {}))
+    extra = dict(env or {})
+    if "PYTHONPATH" in extra and environ.get("PYTHONPATH"):
+        extra["PYTHONPATH"] += os.pathsep + environ["PYTHONPATH"]
+    environ.update(COLUMNS=str(columns), NO_COLOR="1", **extra)
     return subprocess.run(
         [str(LOWCARB), *args],
         cwd=cwd,
@@ -135,3 +138,34 @@ def test_simulate_with_an_empty_zone_list_is_an_error(tmp_path):
     done = run("simulate", *SMALL, "--zones", "", cwd=tmp_path)
     assert done.returncode != 0
     assert "--zones" in one_line_error(done)
+
+
+# -- missing extras ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def without_starlette(tmp_path) -> dict[str, str]:
+    """An environment in which ``import starlette`` fails as if it were not installed."""
+    fake = tmp_path / "hide" / "starlette"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'starlette'\", name='starlette')\n"
+    )
+    return {"PYTHONPATH": str(tmp_path / "hide")}
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["serve"], ["disco", "serve", "--tasks", "."], ["dashboard", "ledger.sqlite"]],
+    ids=["serve", "disco serve", "dashboard"],
+)
+def test_a_missing_extra_is_one_error_with_one_hint_in_both_install_forms(
+    tmp_path, without_starlette, args
+):
+    done = run(*args, cwd=tmp_path, env=without_starlette)
+    assert done.returncode == 2, done.stderr
+    line = one_line_error(done)
+    assert f"lowcarb {' '.join(args[:2] if args[0] == 'disco' else args[:1])} needs" in line
+    assert "starlette" in line
+    assert line.count("pip install 'lowcarb[disco]'") == 1, line
+    assert line.count("pip install -e '.[disco]'") == 1, line
