@@ -347,6 +347,13 @@ class SelectionEngine:
         )
         self._participation = self.ledger.participation(self.run_id)
         self._rounds_done = self.ledger.rounds_done(self.run_id)
+        last = (
+            self.ledger.rounds(self.run_id, since=self._rounds_done - 1)
+            if self._rounds_done
+            else []
+        )
+        #: Start of the last decided round's slot (see ``select``: a round occupies a slot).
+        self._last_start: datetime | None = last[-1].start if last else None
 
     def __repr__(self) -> str:
         return (
@@ -417,7 +424,14 @@ class SelectionEngine:
         now = ensure_utc(now, "now") if now is not None else self.clock.now()
 
         slots, deadline_slots, reachable = self._slots(now)
-        starts = pd.date_range(now, periods=slots, freq=pd.Timedelta(self.round_interval))
+        first = now
+        if self.rounds is None and self._deadline is None and self._last_start is not None:
+            # A round occupies its slot. An open-ended training's fairness window rolls
+            # with time; rounds asked for faster than one a slot (a fixed --now, or rounds
+            # shorter than round_interval) would re-plan the same window again and again
+            # and defer the same clients every time. Such a round takes the next slot.
+            first = max(now, self._last_start + self.round_interval)
+        starts = pd.date_range(first, periods=slots, freq=pd.Timedelta(self.round_interval))
         zones = list(dict.fromkeys(c.zone for c in candidates))
         signal = self.source.signal(zones, now, starts, self.energy.round_time)
         row = {z: i for i, z in enumerate(signal.zones)}
@@ -503,7 +517,7 @@ class SelectionEngine:
             )
             for i, c in enumerate(candidates)
         )
-        start = now if choice.run_now else starts[choice.next_slot].to_pydatetime()
+        start = starts[0 if choice.run_now else choice.next_slot].to_pydatetime()
         if not choice.run_now:
             reason += f"; next round at {start:%Y-%m-%d %H:%M}Z"
         decision = Decision(
@@ -565,6 +579,7 @@ class SelectionEngine:
         )
         self.ledger.record_round(self.run_id, record, decision=decision.to_record())
         self._rounds_done = decision.round
+        self._last_start = decision.start
         for cid in decision.selected:
             self._participation[cid] = self._participation.get(cid, 0) + 1
 

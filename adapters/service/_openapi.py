@@ -66,6 +66,12 @@ _SCHEMAS: dict[str, Any] = {
             "energy_kwh": {**_NUM, "description": "Expected energy of its round (kWh)."},
             "emissions_g": {**_NUM, "description": "Expected gCO2eq of its round."},
             "available": {"type": "boolean"},
+            "next_turn": {
+                **_NULLABLE_TIME,
+                "description": "A deferred candidate: the start of the slot where the plan "
+                "next has it train; null when selected, or when the plan (a rolling day of "
+                "rounds in an open-ended training) does not have it train within its horizon.",
+            },
         },
     ),
     "Provenance": {
