@@ -491,7 +491,33 @@ def resolve_zone(
             )
         return ZoneResolution(query, exact[mapped.upper()], "cloud-region")
 
+    known = {z.upper(): z for z in ZONE_CATALOG}.get(text.upper()) or next(
+        (
+            z
+            for z, info in ZONE_CATALOG.items()
+            if text.lower() in (info.name.lower(), info.country.lower())
+        ),
+        None,
+    )
+    if known is not None:
+        # A real zone the provider does not serve: its neighbours help, its spelling does not
+        # (FR is not ZA or KR).
+        info = ZONE_CATALOG[known]
+        raise UnknownZoneError(
+            query,
+            _nearest_served(known, served),
+            where=where,
+            detail=f"{known}, {info.name}, is not served; nearest served zones first",
+        )
+    # A country or zone name's words starting with the text: "fr" is France, not
+    # South Africa.
     named = [
-        z for z in served if z in ZONE_CATALOG and text.lower() in ZONE_CATALOG[z].country.lower()
+        z
+        for z in served
+        if z in ZONE_CATALOG
+        and any(
+            word.startswith(text.lower())
+            for word in f"{ZONE_CATALOG[z].country} {ZONE_CATALOG[z].name}".lower().split()
+        )
     ]
     raise UnknownZoneError(query, (named + suggest_zones(text, served))[:5], where=where)

@@ -96,17 +96,28 @@ class UnknownZoneError(InvalidInputError):
         suggestions: Close matches among the known zones, best first.
     """
 
+    #: What the message ends with unless told otherwise.
+    LISTING = "Run `lowcarb zones` to list the zones served."
+
     def __init__(
-        self, zone: str, suggestions: list[str], where: str = "", detail: str = ""
+        self,
+        zone: str,
+        suggestions: list[str],
+        where: str = "",
+        detail: str = "",
+        *,
+        listing: str | None = None,
     ) -> None:
         self.zone = zone
         self.suggestions = suggestions
         hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
         place = f" for {where}" if where else ""
         more = f" ({detail})" if detail else ""
+        # ``listing`` says how to list the zones that *are* known, or nothing ("") when the
+        # message already lists them: `lowcarb zones` lists the configured provider's only.
+        tail = self.LISTING if listing is None else listing
         super().__init__(
-            f"unknown zone {zone!r}{place}{more}.{hint} "
-            "Run `lowcarb zones` to list the zones served."
+            f"unknown zone {zone!r}{place}{more}.{hint}" + (f" {tail}" if tail else "")
         )
 
 

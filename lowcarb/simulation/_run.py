@@ -368,16 +368,28 @@ def _open_source(
     served = provider.served_zones()
     missing = [z for z in scenario.zones if z not in served]
     if missing:
-        detail = (
-            "use --data for other zones" if data is None else f"the data has {', '.join(served)}"
+        # The hint speaks of the data given: its own zones, or how to list the default's.
+        if data is None:
+            detail, listing = (
+                "use --data for other zones",
+                "Run `lowcarb zones -p default` to list its zones.",
+            )
+        else:
+            detail, listing = f"the data has {', '.join(served)}", ""
+        raise UnknownZoneError(
+            missing[0],
+            [],
+            where=where,
+            detail=detail,
+            listing=listing,
         )
-        raise UnknownZoneError(missing[0], [], where=where, detail=detail)
     try:
         truth = cls(clock=ManualClock(end), **options).history(list(scenario.zones), first, end)
     except NoDataError as exc:
         raise NoDataError(
             f"the window {scenario.start:%Y-%m-%dT%H:%MZ} + {scenario.window_hours:g} h, with "
-            f"{format_duration(lookback)} of history before it, is not inside the data: {exc}"
+            f"{format_duration(lookback)} of history before it, is not inside the data; "
+            f"choose --start and --hours so that it is ({exc})"
         ) from None
     frame = truth.values.ffill().bfill()
     if frame.isna().to_numpy().any():
