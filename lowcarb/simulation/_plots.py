@@ -73,8 +73,9 @@ def _source_note(result: SimulationResult) -> str:
 
 def _time_axis(ax: Any, first: Any, *, small: bool = False) -> None:
     """Dates in UTC with the year: day and month on the ticks, the year in the label."""
-    import matplotlib.dates as mdates
+    import matplotlib.dates
 
+    mdates: Any = matplotlib.dates  # its constructors are untyped
     locator = mdates.AutoDateLocator(minticks=2 if small else 4, maxticks=4 if small else 8)
     ax.xaxis.set_major_locator(locator)
     ax.xaxis.set_major_formatter(mdates.DateFormatter("%d %b" if small else "%d %b\n%H:%M", tz=UTC))
