@@ -78,7 +78,6 @@ from pandas.api.types import (
     is_numeric_dtype,
 )
 
-from lowcarb._extras import install_hint
 from lowcarb.backends.toolkit import (
     MAX_DATA_FILE_BYTES,
     MAX_PLAUSIBLE_G_PER_KWH,
@@ -92,6 +91,7 @@ from lowcarb.backends.toolkit import (
     ensure_utc,
     fill_gaps,
     format_duration,
+    install_hint,
 )
 from lowcarb.exceptions import ConfigurationError, DataValidationError, NoDataError
 

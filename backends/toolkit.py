@@ -13,7 +13,7 @@ What it holds:
   :data:`MAX_PLAUSIBLE_G_PER_KWH`, :func:`convert_intensity`,
   :func:`lbs_per_mwh_to_g_per_kwh`;
 * files users name: :func:`check_regular_file` (no devices, FIFOs or oversized files)
-  and :data:`MAX_DATA_FILE_BYTES`;
+  and :data:`MAX_DATA_FILE_BYTES`; :func:`install_hint`, how to install a missing extra;
 * time: :func:`ensure_utc`, :func:`floor_time`, :func:`ceil_time`, :func:`check_range`,
   :func:`format_duration`, :data:`MAX_SPAN`;
 * zones: :data:`ZONE_CATALOG`, :data:`CLOUD_REGIONS`, :class:`ZoneInfo`,
@@ -38,6 +38,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from lowcarb._clock import Clock
+from lowcarb._extras import install_hint
 from lowcarb._files import MAX_DATA_FILE_BYTES, check_regular_file
 from lowcarb._provider import (
     AsyncCarbonProvider,
@@ -123,6 +124,7 @@ __all__ = [
     "fill_gaps",
     "floor_time",
     "format_duration",
+    "install_hint",
     "intensity_value",
     "json_body",
     "lbs_per_mwh_to_g_per_kwh",
