@@ -110,15 +110,27 @@ class UnknownZoneError(InvalidInputError):
     ) -> None:
         self.zone = zone
         self.suggestions = suggestions
-        hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
+        self._parts = (where, detail)
+        self._listing = listing
+        super().__init__(self.message())
+
+    def message(self, listing: str | None = None) -> str:
+        """The message, ending with ``listing`` (how to list the zones served) if given.
+
+        A face other than the command line names its own listing (the service: its
+        ``GET /v1/zones``), unless the message already lists the zones.
+        """
+        where, detail = self._parts
+        hint = f" Did you mean {', '.join(self.suggestions)}?" if self.suggestions else ""
         place = f" for {where}" if where else ""
         more = f" ({detail})" if detail else ""
         # ``listing`` says how to list the zones that *are* known, or nothing ("") when the
         # message already lists them: `lowcarb zones` lists the configured provider's only.
-        tail = self.LISTING if listing is None else listing
-        super().__init__(
-            f"unknown zone {zone!r}{place}{more}.{hint}" + (f" {tail}" if tail else "")
-        )
+        if listing is None or self._listing == "":
+            tail = self.LISTING if self._listing is None else self._listing
+        else:
+            tail = listing
+        return f"unknown zone {self.zone!r}{place}{more}.{hint}" + (f" {tail}" if tail else "")
 
 
 class DataValidationError(InvalidInputError):

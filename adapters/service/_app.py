@@ -62,6 +62,8 @@ log = logging.getLogger("lowcarb.service")
 Handler = Callable[[Request], Awaitable[Response]]
 T = TypeVar("T")
 _FORECAST_PARAMS = ("zone", "location", "hours")
+#: How an HTTP caller lists the zones served (the core's messages name the CLI command).
+ZONES_LISTING = "GET /v1/zones lists the zones served."
 #: Most zones one forecast request may name.
 MAX_FORECAST_ZONES = 50
 #: ``hours`` as it may be written: ASCII digits only (``str.isdigit`` accepts "²").
@@ -246,14 +248,14 @@ class _Service:
     def _resolve(self, text: str, where: str, *, strict: bool) -> ZoneResolution | None:
         """Resolve a zone id, name, coordinates or cloud region against the provider.
 
-        Returns None for an unresolvable zone when not ``strict``: the engine then applies
-        its own rule for zones without a signal (the mean of the others, or an error).
+        Returns None for an unresolvable zone or location when not ``strict``: the engine
+        then applies its rule for zones without a signal (the mean of the others).
         """
         try:
             return self.engines.provider.resolve(text)
         except UnknownZoneError as exc:
             if strict:
-                raise RequestError(str(exc), field=where) from None
+                raise RequestError(exc.message(ZONES_LISTING), field=where) from None
             return None
         except InvalidInputError as exc:  # e.g. coordinates out of range
             raise RequestError(f"{where}: {exc}", field=where) from None
@@ -286,12 +288,14 @@ class _Service:
         clients: list[Client] = []
         fields: dict[str, str] = {}  # zone -> the first field that named it
         notes: list[dict[str, Any]] = []
+        strict = self.engines.spec_of(task).unknown_zone == "error"
         for i, cand in enumerate(body["candidates"]):
             kind = "zone" if "zone" in cand else "location"
             key = (kind, cand[kind])
             if key not in resolved:
                 where = f"candidates[{i}].{kind}"
-                resolved[key] = self._resolve(cand[kind], where, strict=kind == "location")
+                # Zones and locations alike follow --unknown-zone: a 422, or the mean.
+                resolved[key] = self._resolve(cand[kind], where, strict=strict)
             found = resolved[key]
             zone = cand[kind].strip() if found is None else found.zone
             fields.setdefault(zone, f"candidates[{i}].{kind}")
@@ -314,7 +318,7 @@ class _Service:
         except RoundConflictError as exc:
             raise RequestError(str(exc), field="round", status=409) from None
         except UnknownZoneError as exc:
-            raise RequestError(str(exc), field=fields.get(exc.zone)) from None
+            raise RequestError(exc.message(ZONES_LISTING), field=fields.get(exc.zone)) from None
         return {
             "task": task,
             "replayed": selection.replayed,
@@ -424,7 +428,7 @@ class _Service:
             try:
                 signal = self._source().signal(zones, now, starts, timedelta(hours=1))
             except UnknownZoneError as exc:
-                raise RequestError(str(exc), field="zone") from None
+                raise RequestError(exc.message(ZONES_LISTING), field="zone") from None
         stamps = [t.isoformat() for t in starts.to_pydatetime()]
         return {
             "zones": zones,

@@ -138,21 +138,45 @@ def test_an_unknown_zone_falls_back_to_the_mean_by_default(api: TestClient) -> N
     assert "mean of the other zones" in body["reason"]
 
 
-def test_an_unknown_zone_is_named_when_the_service_refuses_them(clock: ManualClock) -> None:
+UNSERVED = [
+    ("zone", "MARS-1"),
+    ("zone", "XX"),
+    ("location", "-48.9,-123.4"),  # the South Pacific: no grid
+]
+
+
+@pytest.mark.parametrize(("kind", "where"), UNSERVED)
+def test_an_unserved_zone_or_location_is_a_422_naming_it_when_the_service_refuses_them(
+    clock: ManualClock, kind: str, where: str
+) -> None:
     app = create_app(_engines(None, clock, unknown_zone="error"))
-    candidates = [*CANDIDATES[:3], {"id": "mars", "zone": "MARS-1"}]
+    candidates = [*CANDIDATES[:3], {"id": "far", kind: where}]
     with TestClient(app) as api:
         answer = api.post("/v1/select", json={"task": "t", "k": 1, "candidates": candidates})
+        zones = api.get("/v1/zones")
     assert answer.status_code == 422
-    assert answer.json()["field"] == "candidates[3].zone"
-    assert "MARS-1" in answer.json()["error"]
+    assert answer.json()["field"] == f"candidates[3].{kind}"
+    error = answer.json()["error"]
+    assert where in error
+    # An HTTP caller is pointed at the route that lists the zones, not at a CLI command.
+    assert "GET /v1/zones" in error and "lowcarb zones" not in error
+    assert zones.status_code == 200
 
 
-def test_an_unresolvable_location_is_named(api: TestClient) -> None:
-    candidates = [*CANDIDATES[:2], {"id": "sea", "location": "-48.9,-123.4"}]
+@pytest.mark.parametrize(("kind", "where"), UNSERVED)
+def test_an_unserved_zone_or_location_is_costed_at_the_mean_by_default(
+    api: TestClient, kind: str, where: str
+) -> None:
+    candidates = [*CANDIDATES[:3], {"id": "far", kind: where}]
     answer = api.post("/v1/select", json={"task": "t", "k": 1, "candidates": candidates})
-    assert answer.status_code == 422
-    assert answer.json()["field"] == "candidates[2].location"
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    far = next(c for c in body["clients"] if c["id"] == "far")
+    known = [c["intensity_g_per_kwh"] for c in body["clients"] if c["id"] != "far"]
+    # The mean of the zones that have a signal, and the answer says so.
+    assert far["intensity_g_per_kwh"] == pytest.approx(sum(known) / len(known), rel=1e-6)
+    assert body["provenance"]["sources"][far["zone"]] == "mean of other zones"
+    assert f"no signal for {where}" in body["reason"]
 
 
 class DeadProvider(CarbonProvider):
