@@ -70,8 +70,11 @@ SHOWN_DIR = "/home/user/project"
 #: Values that vary from run to run, masked on both sides before comparing:
 #: (pattern, replacement). A group ``(?P<v>...)`` masks only that part of the match.
 MASKS: list[tuple[re.Pattern[str], str]] = [
-    # simulate's decision times (ms p50/p99), the last column of its table rows.
-    (re.compile(r"(?m)(?<=\s)(?P<v>\d+/\d+)$"), "p50/p99"),
+    # simulate's decision times (ms p50/p99, or a sweep's ms p50): a policy row's last column.
+    (
+        re.compile(r"(?m)^ (?:random|lowcarb-2022|greedy|lowcarb|oracle) .*\s(?P<v>\d+(?:/\d+)?)$"),
+        "ms",
+    ),
     # the JSON document's decision times.
     (re.compile(r'"(?:decision_ms_)?p(?:50|99)": (?P<v>[\d.]+)'), "ms"),
     # wall-clock durations ("took 3.2 s", "in 12.5 s").
@@ -181,14 +184,14 @@ def mask(text: str) -> str:
 
 def matches(shown: list[str], printed: list[str]) -> bool:
     """Whether the printed lines are the shown ones, a ``...`` line standing for any lines."""
-    parts = [re.escape(mask(line)) if line != "..." else "(?:.*\n)*?" for line in shown]
+    parts = [re.escape(mask(line)) if line.strip() != "..." else "(?:.*\n)*?" for line in shown]
     pattern = "".join(part if part.startswith("(?:") else part + "\n" for part in parts)
     return re.fullmatch(pattern, "".join(mask(line) + "\n" for line in printed)) is not None
 
 
 def _keep_masked(shown: list[str], printed: list[str]) -> list[str]:
     """For the update mode: printed lines, except that masked values keep the page's."""
-    if matches(shown, printed) and "..." in shown:
+    if matches(shown, printed) and any(line.strip() == "..." for line in shown):
         return shown
     if len(shown) != len(printed):
         return printed
