@@ -54,7 +54,7 @@ __all__ = ["DefaultProvider"]
 
 HOUR = timedelta(hours=1)
 _HOUR_NS = 3_600_000_000_000
-_NOTE = "synthetic data generated from Electricity Maps statistics (ODbL), not measurements"
+_NOTE = "synthetic data from 2021-2023 Electricity Maps statistics (ODbL), not measurements"
 
 
 @lru_cache(maxsize=1)

@@ -40,6 +40,15 @@ def test_labelled_synthetic(provider):
     assert "synthetic" in repr(provider)
 
 
+def test_any_year_is_labelled_with_the_years_its_statistics_come_from():
+    # 1975 or 2026 alike are the profiles of 2021-2023: the notes say so.
+    for year in (1975, 2026):
+        when = datetime(year, 1, 1, tzinfo=UTC)
+        s = DefaultProvider(clock=ManualClock(when)).latest(["DE"])
+        assert s.values.index[0].year == year
+        assert any("2021-2023" in n for n in s.notes), s.notes
+
+
 def test_deterministic_and_seeded():
     a = DefaultProvider(clock=ManualClock(T0)).history(["DE"], T0 - 48 * H, T0)
     b = DefaultProvider(clock=ManualClock(T0)).history(["DE"], T0 - 48 * H, T0)
