@@ -2,7 +2,7 @@
 
 ``lowcarb serve`` runs it; :func:`create_app` builds the ASGI application for embedding
 and :func:`serve` runs it under uvicorn with the service's connection and request limits.
-It needs Starlette and uvicorn (``pip install 'lowcarb[disco]'``), imported on first use.
+It needs Starlette and uvicorn (the ``disco`` extra), imported on first use.
 
 Example:
     >>> from lowcarb import TaskEngines
@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lowcarb._extras import install_hint
 from lowcarb._public import expose
 
 if TYPE_CHECKING:
@@ -34,7 +35,7 @@ def __getattr__(name: str) -> Any:
         if exc.name not in ("starlette", "uvicorn", "h11"):
             raise
         raise ImportError(
-            f"the selection service needs {exc.name}: pip install 'lowcarb[disco]'"
+            f"the selection service needs {exc.name}: {install_hint('disco')}"
         ) from exc
     value = getattr(module, name)
     expose({name: value}, [name], __name__)
