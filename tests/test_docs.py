@@ -70,10 +70,13 @@ SHOWN_DIR = "/home/user/project"
 #: Values that vary from run to run, masked on both sides before comparing:
 #: (pattern, replacement). A group ``(?P<v>...)`` masks only that part of the match.
 MASKS: list[tuple[re.Pattern[str], str]] = [
-    # simulate's decision times (ms p50/p99, or a sweep's ms p50): a policy row's last column.
+    # simulate's decision times (ms p50/p99, or a sweep's ms p50): a policy row's last column,
+    # with the padding before it (a right-aligned column's padding varies with the value).
     (
-        re.compile(r"(?m)^ (?:random|lowcarb-2022|greedy|lowcarb|oracle) .*\s(?P<v>\d+(?:/\d+)?)$"),
-        "ms",
+        re.compile(
+            r"(?m)^ (?:random|lowcarb-2022|greedy|lowcarb|oracle) .*?(?P<v>\s+\d+(?:/\d+)?)$"
+        ),
+        " ms",
     ),
     # the JSON document's decision times.
     (re.compile(r'"(?:decision_ms_)?p(?:50|99)": (?P<v>[\d.]+)'), "ms"),

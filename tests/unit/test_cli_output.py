@@ -104,16 +104,20 @@ def test_config_show_prints_every_key_whole(tmp_path, columns):
 @pytest.mark.parametrize(
     "args",
     [
-        ["simulate", "--json", "/nonexistent/dir/out.json"],
-        ["simulate", "--plot", "/nonexistent/dir/x.png"],
-        ["simulate", "--ledger", "/nonexistent/dir/ledger.sqlite"],
-        ["simulate", "--windows", "2", "--results", "/nonexistent/dir/rows.jsonl"],
-        ["report", "ledger.sqlite", "-o", "/nonexistent/dir/report.md"],
+        ["simulate", "--json", "{bad}/out.json"],
+        ["simulate", "--plot", "{bad}/x.png"],
+        ["simulate", "--ledger", "{bad}/ledger.sqlite"],
+        ["simulate", "--windows", "2", "--results", "{bad}/rows.jsonl"],
+        ["report", "ledger.sqlite", "-o", "{bad}/report.md"],
         ["simulate", "--json", "."],
     ],
     ids=["json", "plot", "ledger", "results", "report", "folder"],
 )
 def test_an_unwritable_output_stops_the_command_at_once_with_exit_2(tmp_path, args):
+    # A folder under a regular file cannot be made even by root (CI runs as root, where
+    # /nonexistent/dir would simply be created).
+    (tmp_path / "a-file").write_text("")
+    args = [arg.format(bad=tmp_path / "a-file") for arg in args]
     done = run(*args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     line = one_line_error(done)
