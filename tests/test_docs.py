@@ -15,7 +15,8 @@ namespace and one working directory, as a reader would run them:
   shows the previous command's exit code; ``cat NAME`` of a file that does not exist yet
   writes the shown text to it (the page shows the reader's file). A command that reads
   ``../shared`` skips when ``../shared`` is absent (the working directory has a
-  ``../shared`` beside it that points at the repository's).
+  ``../shared`` beside it that points at the repository's). Transcripts start
+  subprocesses, so they run in the slow stage only.
 
 Setup a reader does not need to see (a file written by an earlier page) goes in Sybil's
 ``<!-- invisible-code-block: python ... -->``; it runs like a visible block.
@@ -27,8 +28,8 @@ invisible on the site):
   with ``...``, a command that needs a server, the network, a key or an optional extra).
   The reason is the skip message in the test report.
 - ``<!-- skip: next if(FAST, reason="slow: <why>") -->``: the block runs only in the slow
-  stage (``pytest -m slow tests/test_docs.py``); a page with such a block also has a
-  ``test_page[slow-...]`` test that runs all of it.
+  stage (``pytest -m slow tests/test_docs.py``); a page with such a block, or with a
+  transcript, also has a ``test_page[slow-...]`` test that runs all of it.
 
 Transcripts are generated, never edited by hand: ``LOWCARB_UPDATE_DOCS=1 python -m pytest
 -n0 -p no:randomly -m "not integration and not interop" tests/test_docs.py`` rewrites the
@@ -220,6 +221,9 @@ def _run_transcript(example: Example) -> None:
     network = [step.command for step in steps if NETWORK.search(step.command)]
     if network:
         pytest.skip(f"network: {network[0]!r} asks a web API")
+    if run.fast:
+        # Each step is a fresh interpreter (about a second): transcripts run in the slow stage.
+        pytest.skip("slow: a transcript runs the console script in subprocesses")
     new_lines: list[str] = []
     failures: list[str] = []
     for step in steps:
@@ -279,7 +283,8 @@ def _run_step(run: PageRun, step: Step) -> list[str]:
 
 
 def _has_slow_blocks(page: Path) -> bool:
-    return "if(FAST" in page.read_text(encoding="utf-8")
+    text = page.read_text(encoding="utf-8")
+    return "if(FAST" in text or "```console" in text
 
 
 def _page_params() -> list[object]:

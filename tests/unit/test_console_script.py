@@ -17,6 +17,8 @@ from typing import Any
 
 import pytest
 
+pytestmark = pytest.mark.slow  # fresh interpreters, as users start them
+
 REPO = Path(__file__).resolve().parents[2]
 LOWCARB = Path(sys.executable).with_name("lowcarb")
 BENCHMARK = REPO / "benchmarks" / "selection.py"

@@ -327,6 +327,7 @@ def test_a_restart_continues_from_the_saved_model_and_the_ledger(tmp_path: Path)
     ]
 
 
+@pytest.mark.slow  # the round waits out its timeout for the late update (about 6 s)
 def test_late_updates_of_clients_left_out_count_in_the_footprint(tmp_path: Path) -> None:
     async def scenario() -> None:
         async with running_bridge(
