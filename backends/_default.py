@@ -241,12 +241,19 @@ class DefaultProvider(CarbonProvider):
         this, so pandas arithmetic per field and year cost more than the values themselves.
         """
         out = [np.empty(len(index)) for _ in fields]
+        if not len(index):
+            return out
         hours = index.as_unit("ns").asi8 // _HOUR_NS
-        years = index.year.to_numpy()
-        for year in np.unique(years):
-            block = _generate_year(zone, self.basis, int(year), self.seed)
-            mask = years == year
-            pos = hours[mask] - block.start.value // _HOUR_NS
+        # The years spanned, from the first and last hour: a calendar field of every
+        # element (index.year, then np.unique) cost more than the lookup itself.
+        first, last = (
+            pd.Timestamp(int(h) * _HOUR_NS, tz=UTC).year for h in (hours.min(), hours.max())
+        )
+        for year in range(first, last + 1):
+            block = _generate_year(zone, self.basis, year, self.seed)
+            offset = block.start.value // _HOUR_NS
+            mask = (hours >= offset) & (hours < offset + len(block.values))
+            pos = hours[mask] - offset
             for column, field in zip(out, fields, strict=True):
                 column[mask] = getattr(block, field)[pos]
         return out

@@ -54,6 +54,9 @@ class Run:
     clients: int
     tasks: int
     seconds: float = 0.0
+    #: Latencies of requests started before this (perf_counter) are the cold start's.
+    warm_from: float = 0.0
+    cold_ms: list[float] = field(default_factory=list)
     select_ms: list[float] = field(default_factory=list)
     complete_ms: list[float] = field(default_factory=list)
     statuses: Counter[tuple[str, int]] = field(default_factory=Counter)
@@ -134,7 +137,8 @@ async def _client(http: httpx.AsyncClient, index: int, run: Run, stop: asyncio.E
         try:
             tick = time.perf_counter()
             answer = await http.post("/v1/select", json=body)
-            run.select_ms.append((time.perf_counter() - tick) * 1000)
+            took = (time.perf_counter() - tick) * 1000
+            (run.select_ms if tick >= run.warm_from else run.cold_ms).append(took)
             run.statuses["select", answer.status_code] += 1
             if answer.status_code == 409:
                 # This client's idea of the next round is ahead of the task's: drop it.
@@ -150,7 +154,8 @@ async def _client(http: httpx.AsyncClient, index: int, run: Run, stop: asyncio.E
                 "/v1/complete",
                 json={"task": task, "round": decided, "metrics": {"loss": rng.random()}},
             )
-            run.complete_ms.append((time.perf_counter() - tick) * 1000)
+            took = (time.perf_counter() - tick) * 1000
+            (run.complete_ms if tick >= run.warm_from else run.cold_ms).append(took)
             run.statuses["complete", done.status_code] += 1
             if done.status_code == 200:
                 run.completed.setdefault(task, set()).add(decided)
@@ -162,7 +167,9 @@ async def _client(http: httpx.AsyncClient, index: int, run: Run, stop: asyncio.E
                 return
 
 
-async def _drive(url: str, run: Run, seconds: float, pid: int, *, kill: bool) -> None:
+async def _drive(
+    url: str, run: Run, seconds: float, pid: int, *, kill: bool, warmup: float = 0.0
+) -> None:
     """Run the clients for ``seconds``; with ``kill``, SIGKILL the server halfway (once it
     has acknowledged rounds: at least 20, or any once ``seconds`` have passed)."""
     stop = asyncio.Event()
@@ -170,8 +177,9 @@ async def _drive(url: str, run: Run, seconds: float, pid: int, *, kill: bool) ->
     # client would spend seconds building TLS contexts before the first request.
     limits = httpx.Limits(max_connections=run.clients, max_keepalive_connections=run.clients)
     http = httpx.AsyncClient(base_url=url, timeout=120, limits=limits)
-    tasks = [asyncio.create_task(_client(http, i, run, stop)) for i in range(run.clients)]
     start = time.perf_counter()
+    run.warm_from = start + warmup
+    tasks = [asyncio.create_task(_client(http, i, run, stop)) for i in range(run.clients)]
     if kill:
         await asyncio.sleep(seconds / 2)
         while (
@@ -200,13 +208,14 @@ def _ledger_rounds(state: Path, task: str) -> tuple[set[int], set[int]]:
     return {r.round for r in records}, {r.round for r in records if r.completed_at}
 
 
-def measure(clients: int, tasks: int, seconds: float) -> Run:
+def measure(clients: int, tasks: int, seconds: float, warmup: float = 3.0) -> Run:
+    """One configuration: ``seconds`` of load, latencies from ``warmup`` s on."""
     run = Run(clients, tasks)
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"
         server, url = _start(state, clients)
         try:
-            asyncio.run(_drive(url, run, seconds, server.pid, kill=False))
+            asyncio.run(_drive(url, run, seconds, server.pid, kill=False, warmup=warmup))
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=60)
@@ -243,9 +252,10 @@ def _pct(values: list[float], q: float) -> str:
 def table(runs: list[Run]) -> str:
     head = (
         "| clients | tasks | requests/s | select p50 / p99 (ms) | complete p50 / p99 (ms) "
+        "| cold start: slowest (ms) "
         "| answers | 5xx | refused completes | connection errors | RSS end / peak (MiB) "
         "| acknowledged rounds / missing in ledger | after kill -9: acknowledged / missing |\n"
-        "|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
+        "|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n"
     )
     rows = []
     for r in runs:
@@ -258,7 +268,8 @@ def table(runs: list[Run]) -> str:
         rows.append(
             f"| {r.clients} | {r.tasks} | {total / r.seconds:.0f} "
             f"| {_pct(r.select_ms, 50)} / {_pct(r.select_ms, 99)} "
-            f"| {_pct(r.complete_ms, 50)} / {_pct(r.complete_ms, 99)} | {answers} "
+            f"| {_pct(r.complete_ms, 50)} / {_pct(r.complete_ms, 99)} "
+            f"| {max(r.cold_ms, default=0):.0f} | {answers} "
             f"| {server_errors} | {r.refused_completes} | {r.transport_errors} "
             f"| {r.rss_mb:.0f} / {r.peak_mb:.0f} "
             f"| {acked} / {r.missing_rows} | {r.killed_acknowledged} / {r.killed_missing} |"
@@ -271,9 +282,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, action="append", help="default: 50 and 200")
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument(
+        "--warmup", type=float, default=3.0, help="seconds of load before latencies count"
+    )
     parser.add_argument("--write-docs", action="store_true")
     args = parser.parse_args()
-    runs = [measure(n, args.tasks, args.seconds) for n in args.clients or [50, 200]]
+    runs = [measure(n, args.tasks, args.seconds, args.warmup) for n in args.clients or [50, 200]]
     text = table(runs)
     print(text)
     if args.write_docs:
@@ -281,8 +295,11 @@ def main() -> None:
             f"`python benchmarks/service_load.py --write-docs` on {os.cpu_count()} CPU cores, "
             f"loopback, the load generator on the same machine; {args.tasks} tasks, 20 "
             f"candidates and k = 5 per select, the default provider, {args.seconds:g} s per "
-            "configuration; the kill -9 run is the same load killed halfway and restarted "
-            "on its folder.\n\n"
+            "configuration. Latencies count from the load's second "
+            f"{args.warmup:g} on; the slowest request of the cold start before it (the "
+            "solver's import, the default provider's data, each task's ledger) is its own "
+            "column. The kill -9 run is the same load killed halfway and restarted on its "
+            "folder.\n\n"
         )
         block = f"{BEGIN}\n{note}{text}{END}"
         write_section(block, BEGIN, END, heading="Selection service under load")

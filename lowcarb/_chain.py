@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,6 +36,8 @@ log = logging.getLogger("lowcarb")
 
 #: Registry name of the embedded offline provider, the chain's last resort.
 DEFAULT_PROVIDER = "default"
+#: Locations whose resolution a chain remembers (least recently used forgotten first).
+RESOLVED_KEPT = 4096
 
 T = TypeVar("T")
 
@@ -111,6 +114,8 @@ class ProviderChain(CarbonProvider):
         self.members: tuple[CarbonProvider, ...] = tuple(members)
         self.name = members[0].name  # type: ignore[misc]
         self._served: dict[int, dict[str, str]] = {}
+        # Answers of resolve() that no failing member could have changed, most recent last.
+        self._resolved: OrderedDict[str, ZoneResolution] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -210,7 +215,13 @@ class ProviderChain(CarbonProvider):
                 suggestions).
             InvalidInputError: For a malformed location (e.g. latitude out of range).
         """
+        with self._lock:
+            known = self._resolved.get(location)
+            if known is not None:
+                self._resolved.move_to_end(location)
+                return known
         first: LowcarbError | None = None
+        failed = False  # a member failed: a later member's answer is a stand-in
         for member in self.members:
             try:
                 found = member.resolve(location)
@@ -222,8 +233,17 @@ class ProviderChain(CarbonProvider):
             except LowcarbError as exc:
                 log.warning("%s could not resolve %r: %s", member.name, location, exc)
                 first = first or exc
+                failed = True
                 continue
-            return replace(found, zone=self.canonical(found.zone))
+            found = replace(found, zone=self.canonical(found.zone))
+            if not failed:
+                # Every select names its candidates' zones again: asking the members (an
+                # HTTP lookup for coordinates) each time would cost more than the decision.
+                with self._lock:
+                    self._resolved[location] = found
+                    if len(self._resolved) > RESOLVED_KEPT:
+                        self._resolved.popitem(last=False)
+            return found
         assert first is not None
         raise first
 

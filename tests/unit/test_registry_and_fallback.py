@@ -165,3 +165,41 @@ def test_the_chain_falls_back_zone_by_zone(tmp_path):
     assert [(p.source, p.zones) for p in fanout.parts] == [("default", ("DE", "GB"))]
     assert "halfbroken failed" in fanout.reasons["GB"]
     assert chain.canonical("gb") == "GB" and chain.canonical("mars") == "mars"
+
+
+class CountingResolve(DefaultProvider):
+    """The default provider, counting its resolve() calls; ``down`` makes them fail."""
+
+    name = "counting"
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.calls = 0
+        self.down = False
+
+    def resolve(self, location):
+        self.calls += 1
+        if self.down:
+            raise ProviderUnavailableError("HTTP 503 from upstream", provider=self.name)
+        return super().resolve(location)
+
+
+def test_a_resolution_is_asked_once_and_a_stand_in_never_kept():
+    primary = CountingResolve(clock=ManualClock(T0))
+    backup = CountingResolve(clock=ManualClock(T0))
+    chain = ProviderChain([primary, backup])
+    first = chain.resolve("de")
+    assert first.zone == "DE" and chain.resolve("de") == first
+    assert primary.calls == 1  # the second answer was remembered
+    # While the primary fails, the backup's answer stands in and is asked again each time.
+    primary.down = True
+    assert chain.resolve("GB").zone == "GB" and chain.resolve("GB").zone == "GB"
+    assert (primary.calls, backup.calls) == (3, 2)
+    primary.down = False
+    chain.resolve("GB")
+    chain.resolve("GB")
+    assert primary.calls == 4  # the primary's own answer is kept from then on
+    with pytest.raises(lowcarb.UnknownZoneError):
+        chain.resolve("XX")  # an unknown location is not remembered either
+    with pytest.raises(lowcarb.UnknownZoneError):
+        chain.resolve("XX")
