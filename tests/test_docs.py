@@ -384,14 +384,6 @@ def test_mkdocs_build_strict(tmp_path):
 
 # --- links to headings ----------------------------------------------------------------------
 
-#: Anchors that pages already link to while the sections are being written (issue 14's
-#: benchmark work); once a heading exists its link is checked like any other.
-PENDING_ANCHORS = {
-    "benchmarks.md#sweeps-process-pool-and-ray",
-    "benchmarks.md#what-a-disco-user-saves",
-    # written into benchmarks.md by benchmarks/marginal.py --write-docs (../shared data, hours)
-    "benchmarks.md#average-or-marginal-signal",
-}
 LINK = re.compile(r"\]\((?P<target>[^)\s]*?)#(?P<anchor>[\w-]+)\)")
 HEADING = re.compile(r"^#{1,6} (?P<title>.+?)(?: \{#(?P<id>[\w-]+)\})?$", re.M)
 FENCED = re.compile(r"^(```|~~~).*?^\1", re.M | re.S)
@@ -430,9 +422,6 @@ def broken_anchor_links(pages: list[Path]) -> list[str]:
                 continue
             path = (page.parent / target).resolve() if target else page
             shown = f"{target}#{anchor}"
-            pending = any(shown.endswith(name) for name in PENDING_ANCHORS)
-            if pending and (not path.exists() or anchor not in anchors(path)):
-                continue
             if not path.exists():
                 broken.append(f"{page.name}: {shown}: no such page")
             elif anchor not in anchors(path):
