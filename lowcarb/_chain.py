@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -36,8 +35,6 @@ log = logging.getLogger("lowcarb")
 
 #: Registry name of the embedded offline provider, the chain's last resort.
 DEFAULT_PROVIDER = "default"
-#: Locations whose resolution a chain remembers (least recently used forgotten first).
-RESOLVED_KEPT = 4096
 
 T = TypeVar("T")
 
@@ -114,8 +111,6 @@ class ProviderChain(CarbonProvider):
         self.members: tuple[CarbonProvider, ...] = tuple(members)
         self.name = members[0].name  # type: ignore[misc]
         self._served: dict[int, dict[str, str]] = {}
-        # Answers of resolve() that no failing member could have changed, most recent last.
-        self._resolved: OrderedDict[str, ZoneResolution] = OrderedDict()
         self._lock = threading.Lock()
 
     @classmethod
@@ -215,14 +210,14 @@ class ProviderChain(CarbonProvider):
                 suggestions).
             InvalidInputError: For a malformed location (e.g. latitude out of range).
         """
-        with self._lock:
-            known = self._resolved.get(location)
-            if known is not None:
-                self._resolved.move_to_end(location)
-                return known
         first: LowcarbError | None = None
-        failed = False  # a member failed: a later member's answer is a stand-in
-        for member in self.members:
+        for position, member in enumerate(self.members):
+            # A zone id the member lists is answered from its list: every select names its
+            # candidates' zones again, and asking the member (through a deadline thread in
+            # the service) each time cost more than the decision.
+            listed = self._table(position).get(location.strip().upper())
+            if listed is not None:
+                return ZoneResolution(location, self.canonical(listed), "zone")
             try:
                 found = member.resolve(location)
             except UnknownZoneError as exc:
@@ -233,17 +228,8 @@ class ProviderChain(CarbonProvider):
             except LowcarbError as exc:
                 log.warning("%s could not resolve %r: %s", member.name, location, exc)
                 first = first or exc
-                failed = True
                 continue
-            found = replace(found, zone=self.canonical(found.zone))
-            if not failed:
-                # Every select names its candidates' zones again: asking the members (an
-                # HTTP lookup for coordinates) each time would cost more than the decision.
-                with self._lock:
-                    self._resolved[location] = found
-                    if len(self._resolved) > RESOLVED_KEPT:
-                        self._resolved.popitem(last=False)
-            return found
+            return replace(found, zone=self.canonical(found.zone))
         assert first is not None
         raise first
 

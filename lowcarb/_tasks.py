@@ -27,7 +27,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from lowcarb._chain import DEFAULT_PROVIDER, ProviderChain
+from lowcarb._chain import ProviderChain
 from lowcarb._clock import Clock, SystemClock
 from lowcarb._config import Settings
 from lowcarb._deadline import DeadlineProvider
@@ -246,16 +246,8 @@ class TaskEngines:
                     chain = self.spec.open_chain(clock=self._clock)
                 if self.provider_timeout_s is not None:
                     timeout = self.provider_timeout_s
-                    # The embedded default computes in this process and is the last
-                    # resort: it needs no deadline (and a thread per call costs more than
-                    # its answer).
                     chain = ProviderChain(
-                        [
-                            m
-                            if m.name == DEFAULT_PROVIDER
-                            else DeadlineProvider(m, timeout_s=timeout)
-                            for m in chain.members
-                        ],
+                        [DeadlineProvider(m, timeout_s=timeout) for m in chain.members],
                         clock=self._clock,
                     )
                 self._provider = chain

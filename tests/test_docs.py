@@ -282,7 +282,8 @@ def _run_step(run: PageRun, step: Step) -> list[str]:
 # --- the pages ----------------------------------------------------------------------------
 
 
-def _has_slow_blocks(page: Path) -> bool:
+def _has_slow_part(page: Path) -> bool:
+    """Whether the page has blocks only the slow stage runs (marked ones, transcripts)."""
     text = page.read_text(encoding="utf-8")
     return "if(FAST" in text or "```console" in text
 
@@ -292,7 +293,7 @@ def _page_params() -> list[object]:
     for page in PAGES:
         name = page.relative_to(REPO).as_posix()
         params.append(pytest.param(page, True, id=name))
-        if _has_slow_blocks(page):
+        if _has_slow_part(page):
             params.append(pytest.param(page, False, id=f"slow-{name}", marks=pytest.mark.slow))
     return params
 

@@ -437,11 +437,3 @@ def test_concurrent_calls_within_the_deadline_are_not_limited(tmp_path) -> None:
     engines.close()
     assert len(decisions) == 8
     assert all(d.signal["fallback"] is None for d in decisions)
-
-
-def test_the_embedded_default_is_asked_without_a_deadline_thread() -> None:
-    """Only providers that can hang get a deadline: the embedded default answers in-process
-    (a thread per call cost more than its answer under load)."""
-    engines = TaskEngines(None, provider="default", provider_timeout_s=5)
-    assert [type(m).__name__ for m in engines.provider.members] == ["DefaultProvider"]
-    engines.close()
